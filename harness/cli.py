@@ -1,0 +1,146 @@
+"""The ``ba2m-bench`` command line: thin typer commands over the library modules."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import suites
+from harness.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Reproduce the BA²M paper's tables: count, run, report.",
+)
+_WIDTH = None if sys.stdout.isatty() else 160  # pipes and CI logs get readable tables
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@app.callback()
+def _root() -> None:
+    """Reproduce the BA²M paper's tables: count, run, report."""
+
+FORMATS = ("table", "csv", "json", "markdown")
+_NUMERALS = "I II III IV V VI VII VIII IX X XI XII XIII XIV XV XVI".split()
+ROMAN = {r: f"table{i}" for i, r in enumerate(_NUMERALS, 1)} | {"III-D": "infer-batch"}
+
+
+def friendly(fn: F) -> F:
+    """Turn a user error into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def select_suites(table: str | None) -> list[suites.Suite]:
+    """All suites, or the one named by suite name ("table5") or paper numeral ("V")."""
+    if table is None:
+        return suites.all_suites()
+    name = ROMAN.get(table.upper(), table)
+    if name in suites.NAMES:
+        return [suites.get(name)]
+    raise UserError(
+        f"unknown table {table!r}; use a suite name ({', '.join(suites.NAMES)}) "
+        "or a roman numeral (I..XVI)"
+    )
+
+
+def emit(frame: pd.DataFrame, fmt: str, title: str) -> None:
+    """Print ``frame`` as a rich table, CSV, JSON records or a markdown table."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(frame.to_dict(orient="records"), indent=1) + "\n")
+    elif fmt == "markdown":
+        sys.stdout.write(frame.fillna("").to_markdown(index=False) + "\n")
+    else:
+        table = Table(title=title, show_lines=False)
+        for col in frame.columns:
+            table.add_column(str(col), overflow="fold")
+        for rec in frame.itertuples(index=False):
+            table.add_row(*("" if pd.isna(v) else str(v) for v in rec))
+        console.print(table)
+
+
+@app.command()
+@friendly
+def count(
+    table: str = typer.Option(None, "--table", "-t", help="Suite name or roman numeral."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 on any mismatch."),
+) -> None:
+    """Params and FLOPs of every declared row, beside the paper's values."""
+    from harness.costs import cost_table, unused_deviations
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    rows = cost_table(select_suites(table))
+    frame = pd.DataFrame([r.to_dict() for r in rows])
+    title = "Params (M) and FLOPs (G, multiply-accumulates) vs the paper"
+    if fmt == "table":
+        _print_cost_table(frame, title)
+    else:
+        emit(frame, fmt, title)
+    statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    err_console.print(f"{len(frame)} rows: {summary}", highlight=False)
+    if table is None:
+        for dev in unused_deviations(rows):
+            err_console.print(f"note: known deviation not needed by any row: {dev.reason[:80]}")
+    if check and statuses.get("mismatch", 0):
+        raise typer.Exit(1)
+
+
+def _print_cost_table(frame: pd.DataFrame, title: str) -> None:
+    """Compact terminal view: one line per row, reasons as numbered notes below."""
+    notes: dict[str, int] = {}
+    table = Table(title=title)
+    for col in ("table", "backbone", "method", "setting", "params M", "paper", "Δ%",
+                "FLOPs G", "paper", "Δ%", "fvcore G", "status", "note"):
+        table.add_column(col, justify="right" if col[0] in "pPΔFf" else "left")
+    style = {"match": "green", "deviation": "yellow", "mismatch": "bold red"}
+    for r in frame.itertuples(index=False):
+        note = notes.setdefault(r.reason, len(notes) + 1) if r.reason else ""
+        table.add_row(
+            r.table, r.backbone, r.method, r.setting, _num(r.params_m), _num(r.paper_params_m),
+            _num(r.params_diff_pct, 1), _num(r.flops_g, 3), _num(r.paper_flops_g),
+            _num(r.flops_diff_pct, 1), _num(r.fvcore_total_g, 3),
+            f"[{style.get(r.status, 'dim')}]{r.status}[/]", str(note),
+        )
+    console.print(table)
+    for reason, i in notes.items():
+        console.print(f"[{i}] {reason}", highlight=False, markup=False)
+    if len(frame):
+        uncounted = sorted({u for u in frame["uncounted"] if u})
+        console.print("operators fvcore could not count: " + ("; ".join(uncounted) or "none"))
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def main() -> None:
+    """Entry point for ``python -m harness``."""
+    app()

@@ -1,0 +1,104 @@
+"""Resolved model configurations and their stable hashes.
+
+A :class:`ModelSpec` is everything ``models.build_model`` needs; its hash identifies a model
+(for cached counts) and, with the training settings and seed, a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from models import ModelConfigError, build_model
+from models.registry import (
+    DEFAULT_CLASSES,
+    INPUT_SIZE,
+    architectures,
+    attention_spec,
+    resolved_options,
+)
+from suites.base import Row, Suite
+
+
+class NotAvailableError(RuntimeError):
+    """A row whose parts the harness does not have yet; never replaced by a fake result."""
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of ``obj`` (sorted keys, tuples as lists)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"cannot hash {type(obj).__name__}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: backbone, form, classes, attention method and its options."""
+
+    arch: str
+    form: str
+    num_classes: int
+    attention: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return INPUT_SIZE[self.form]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        return d
+
+    def hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+    def build(self) -> nn.Module:
+        return build_model(
+            self.arch,
+            form=self.form,
+            num_classes=self.num_classes,
+            attention=self.attention,
+            **self.options,
+        )
+
+
+def model_spec(suite: Suite, row: Row, num_classes: int | None = None) -> ModelSpec:
+    """The model of ``row`` in ``suite`` (paper's class count unless given)."""
+    if row.arch is None:
+        raise NotAvailableError(f"not yet available: {row.label} has no backbone in the zoo")
+    attention = None if row.method == "baseline" else row.method
+    try:
+        options = resolved_options(row.arch, suite.form, attention, dict(row.model))
+    except ModelConfigError:
+        options = dict(row.model)  # unknown method: check_available says what is missing
+    return ModelSpec(
+        row.arch, suite.form, num_classes or DEFAULT_CLASSES[suite.form], attention, options
+    )
+
+
+def check_available(suite: Suite, row: Row) -> None:
+    """Raise :class:`NotAvailableError` naming what is missing for ``row``."""
+    if row.available:
+        raise NotAvailableError(f"not yet available: {row.available} ({suite.name}: {row.label})")
+    if (suite.form, row.arch) not in architectures():
+        raise NotAvailableError(
+            f"not yet available: {suite.form} architecture {row.arch!r} ({suite.name}: {row.label})"
+        )
+    if row.method != "baseline":
+        for name in row.method.split("+"):
+            try:
+                attention_spec(name)
+            except ModelConfigError:
+                raise NotAvailableError(
+                    f"not yet available: attention method {name!r} ({suite.name}: {row.label})"
+                ) from None

@@ -1,0 +1,170 @@
+"""Params/FLOPs of every declared row, checked against the paper's printed values.
+
+Each row's status: ``match`` (within 1 %, or equal at the paper's printed precision),
+``counted`` (the paper prints no params/FLOPs for the row),
+``deviation`` (listed in ``known_deviations.toml`` with its reason), ``mismatch`` (neither),
+or ``unavailable`` (the zoo cannot build the row yet). Tolerances are never widened per row:
+a row that does not match is either explained in the data file or fails ``count --check``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from harness.config import NotAvailableError, check_available, model_spec
+from harness.counting import Counts, count
+from suites.base import Row, Suite
+
+TOLERANCE = 0.01
+COST_METRICS = ("params_m", "flops_g")
+
+
+@dataclass
+class CostRow:
+    """One declared row, counted."""
+
+    table: str
+    dataset: str
+    backbone: str
+    method: str
+    setting: str
+    params_m: float | None
+    flops_g: float | None
+    fvcore_total_g: float | None
+    paper_params_m: float | None
+    paper_flops_g: float | None
+    params_diff_pct: float | None
+    flops_diff_pct: float | None
+    status: str
+    reason: str
+    uncounted: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A known, explained difference between our count and the paper's."""
+
+    tables: tuple[str, ...]
+    backbone: str
+    method: str
+    setting: str | None
+    metrics: tuple[str, ...]
+    reason: str
+
+    def covers(self, table: str, row: Row, metric: str) -> bool:
+        return (
+            table in self.tables
+            and self.backbone == row.backbone
+            and self.method == row.method
+            and (self.setting is None or self.setting == row.setting)
+            and metric in self.metrics
+        )
+
+
+@cache
+def known_deviations() -> tuple[Deviation, ...]:
+    """The entries of ``harness/known_deviations.toml``."""
+    text = resources.files("harness").joinpath("known_deviations.toml").read_text()
+    return tuple(
+        Deviation(
+            tuple(d["tables"]),
+            d["backbone"],
+            d["method"],
+            d.get("setting"),
+            tuple(d.get("metrics", COST_METRICS)),
+            " ".join(d["reason"].split()),
+        )
+        for d in tomllib.loads(text).get("deviation", [])
+    )
+
+
+def agrees(ours: float, paper: float) -> bool:
+    """Within 1 %, or equal when rounded to the paper's printed decimals."""
+    if paper == 0:
+        return ours == 0
+    if abs(ours - paper) / abs(paper) <= TOLERANCE:
+        return True
+    decimals = len(repr(paper).split(".")[1]) if "." in repr(paper) else 0
+    return round(ours, decimals) == paper
+
+
+_COUNT_CACHE: dict[str, Counts] = {}
+
+
+def counts_for(suite: Suite, row: Row) -> Counts:
+    """Counts of the row's model at the paper's input size, cached by model hash."""
+    spec = model_spec(suite, row)
+    key = spec.hash()
+    if key not in _COUNT_CACHE:
+        _COUNT_CACHE[key] = count(spec.build(), spec.input_size)
+    return _COUNT_CACHE[key]
+
+
+def cost_row(suite: Suite, row: Row) -> CostRow:
+    """Count one row and judge it against the paper."""
+    paper = {m: row.paper.get(m) for m in COST_METRICS}
+    base = dict(
+        table=suite.table, dataset=suite.dataset, backbone=row.backbone,
+        method=row.method, setting=row.setting,
+        paper_params_m=paper["params_m"], paper_flops_g=paper["flops_g"],
+    )
+    try:
+        check_available(suite, row)
+    except NotAvailableError as exc:
+        return CostRow(**base, params_m=None, flops_g=None, fvcore_total_g=None,
+                       params_diff_pct=None, flops_diff_pct=None, status="unavailable",
+                       reason=str(exc), uncounted="")
+    c = counts_for(suite, row)
+    ours = {"params_m": c.params_m, "flops_g": c.flops_g}
+    diffs = {m: _diff_pct(ours[m], paper[m]) for m in COST_METRICS}
+    has_paper = any(v is not None for v in paper.values())
+    status, reasons = ("match" if has_paper else "counted"), []
+    for metric in COST_METRICS:
+        if paper[metric] is None or agrees(ours[metric], paper[metric]):
+            continue
+        dev = next((d for d in known_deviations() if d.covers(suite.table, row, metric)), None)
+        if dev is None:
+            status = "mismatch"
+            reasons.append(f"{metric}: no known deviation explains {diffs[metric]:+.1f} %")
+        else:
+            status = "deviation" if status == "match" else status
+            if dev.reason not in reasons:
+                reasons.append(dev.reason)
+    return CostRow(
+        **base,
+        params_m=round(c.params_m, 4),
+        flops_g=round(c.flops_g, 4),
+        fvcore_total_g=round(c.fvcore_total_g, 4),
+        params_diff_pct=diffs["params_m"],
+        flops_diff_pct=diffs["flops_g"],
+        status=status,
+        reason=" | ".join(reasons),
+        uncounted=", ".join(f"{op} x{n}" for op, n in sorted(c.uncounted.items())),
+    )
+
+
+def _diff_pct(ours: float, paper: float | None) -> float | None:
+    return None if paper is None or paper == 0 else round(100 * (ours - paper) / paper, 2)
+
+
+def cost_table(suites: list[Suite]) -> list[CostRow]:
+    """Counted rows of every classification suite given (detection tables have no costs)."""
+    return [
+        cost_row(s, r)
+        for s in suites
+        if s.task == "classification"
+        for r in s.rows
+    ]
+
+
+def unused_deviations(rows: list[CostRow]) -> list[Deviation]:
+    """Entries of the data file that no counted row needs (a stale explanation)."""
+    used = {r.reason for r in rows if r.status == "deviation"}
+    return [d for d in known_deviations() if not any(d.reason in u for u in used)]

@@ -1,0 +1,108 @@
+"""Params and FLOPs in the paper's convention, counted with fvcore.
+
+The paper's "FLOPs" are multiply-accumulates (MACs) of convolutions, fully connected layers
+and attention products; batch norm, pooling and element-wise operations are not counted.
+fvcore traces the model once; the convention is one table, :data:`PAPER_OPS`, naming the
+operators whose MACs are summed. fvcore's own total (which adds batch norm and pooling, and
+gives fused attention nothing) is reported beside it.
+
+fvcore has no handle for ``aten::scaled_dot_product_attention``; :func:`sdpa_flop_jit`
+counts its two products (Q K^T and A V) so that fused attention is not free.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+from torch import nn
+
+#: Operators whose MACs make the paper's FLOPs (fvcore's operator names).
+PAPER_OPS = frozenset(
+    {"conv", "linear", "addmm", "matmul", "bmm", "einsum", "mm", "scaled_dot_product_attention"}
+)
+
+#: Operators that cost nothing in the paper's convention (normalisation, pooling, element-wise
+#: and shape operations); they are not reported as "uncounted".
+FREE_OPS = frozenset(
+    {
+        "aten::batch_norm", "aten::adaptive_avg_pool2d", "aten::max_pool2d", "aten::softmax",
+        "aten::mul", "aten::mul_", "aten::add", "aten::add_", "aten::mean", "aten::max",
+        "aten::amax", "aten::relu", "aten::relu_", "aten::sigmoid", "aten::div", "aten::sum",
+        "aten::upsample_nearest1d", "aten::stack", "aten::expand_as", "aten::sub", "aten::rsub",
+        "aten::exp", "aten::avg_pool2d", "aten::tanh", "aten::hardtanh_", "aten::hardswish_",
+        "aten::silu_", "aten::dropout", "aten::pad", "aten::constant_pad_nd", "aten::repeat",
+    }
+)
+
+
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
+    """MACs of softmax(Q K^T) V: L*S*E for Q K^T plus L*S*Ev for A V, per batch and head."""
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = 1
+    for d in q[:-2]:
+        batch *= d
+    length, e = q[-2], q[-1]
+    s, ev = k[-2], v[-1]
+    return Counter({"scaled_dot_product_attention": batch * length * s * (e + ev)})
+
+
+@dataclass
+class Counts:
+    """Counted cost of one model at one input size (batch 1)."""
+
+    params: int
+    macs: int
+    fvcore_total: int
+    by_operator: dict[str, int] = field(default_factory=dict)
+    uncounted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def params_m(self) -> float:
+        return self.params / 1e6
+
+    @property
+    def flops_g(self) -> float:
+        return self.macs / 1e9
+
+    @property
+    def fvcore_total_g(self) -> float:
+        return self.fvcore_total / 1e9
+
+
+def count_params(model: nn.Module) -> int:
+    """Every parameter, trainable or not (BN affine included), as the paper counts."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count(model: nn.Module, input_size: int, batch: int = 1) -> Counts:
+    """Params and paper-convention FLOPs of ``model`` on a ``batch`` of 3xSxS images.
+
+    Counting is at batch 1 by default: BA²M's batch softmax costs O(N) and is not counted."""
+    model = model.eval()
+    x = torch.zeros(batch, 3, input_size, input_size)
+    fvcore_log = logging.getLogger("fvcore.nn.jit_analysis")
+    level = fvcore_log.level
+    fvcore_log.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fa = FlopCountAnalysis(model, x)
+            fa.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+            fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            by_op = dict(fa.by_operator())
+            uncounted = {
+                op: n for op, n in fa.unsupported_ops().items() if op not in FREE_OPS
+            }
+    finally:
+        fvcore_log.setLevel(level)
+    macs = sum(n for op, n in by_op.items() if op in PAPER_OPS)
+    sdpa = by_op.get("scaled_dot_product_attention", 0)
+    total = sum(by_op.values()) - sdpa  # what fvcore alone would say
+    return Counts(count_params(model), macs // batch, total // batch, by_op, uncounted)

@@ -1,0 +1,277 @@
+"""BA²M: the batch aware attention module, whole in one file.
+
+Cheng, Li, Wu and Ngan, "BA²M: A Batch Aware Attention Module for Image Classification"
+(§III-B). For each sample x_i a sample-wise attention representation (SAR) is built from three
+parallel branches,
+
+    A_C  = BN(FC1(FC0(GAP(x))))                     channel attention, Eq. 6
+    A_LS = BN(g2_1x1(g1_3x3(g0_1x1(x))))            local spatial attention, Eq. 7
+    A_GS = softmax(f(x) g(x)^T) h(x)                global spatial attention, Eq. 8
+    A    = mean_C(max(A_C, GAP(A_LS), GAP(A_GS)))   combination, Eq. 9
+
+then the SARs of the batch go through a softmax over the batch (Eq. 11) and every sample is
+rescaled by its weight, x̂_i = w_i · x_i (Eq. 13).
+
+Every reading the paper leaves open is a constructor option with the paper-faithful reading as
+default; ``docs/ba2m-options.md`` quotes the sentence each option rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BRANCHES = ("ca", "lsa", "gsa")
+Grouping = Literal["none", "reduction"]
+LsaGrouping = Literal["pointwise", "none", "all"]
+GsaOut = Literal["repeat", "project"]
+BatchScale = Literal["none", "n"]
+EvalMode = Literal["batch", "identity"]
+BatchScope = Literal["local", "global"]
+GsaImpl = Literal["sdpa", "matmul"]
+Activation = Literal["relu", "none"]
+
+
+class BA2MConfigError(ValueError):
+    """An option combination that cannot build a BA²M module."""
+
+
+def reduced_width(channels: int, reduction: int, min_channels: int) -> int:
+    """Width of the reduced branches: max(C / R, min_channels) (§IV-D4: 'minimum number of
+    channels ... is 32')."""
+    if reduction < 1:
+        raise BA2MConfigError(f"reduction R must be a positive integer, got {reduction}")
+    if channels % reduction and channels >= reduction:
+        raise BA2MConfigError(
+            f"reduction R={reduction} does not divide the {channels} channels; "
+            f"choose an R that divides {channels} (e.g. a power of two)"
+        )
+    return max(channels // reduction, min_channels)
+
+
+def _groups(grouping: Grouping, reduction: int, *widths: int) -> int:
+    """R groups (or the largest count dividing every width, on stages narrower than R)."""
+    if grouping == "none":
+        return 1
+    return math.gcd(reduction, *widths)
+
+
+def _act(kind: Activation) -> nn.Module:
+    return nn.ReLU(inplace=True) if kind == "relu" else nn.Identity()
+
+
+class ChannelAttention(nn.Module):
+    """A_C = BN(FC1(FC0(GAP(x)))): C -> d -> C, output (N, C)."""
+
+    def __init__(self, channels: int, width: int, act: Activation) -> None:
+        super().__init__()
+        self.fc0 = nn.Linear(channels, width)
+        self.act = _act(act)
+        self.fc1 = nn.Linear(width, channels)
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc1(self.act(self.fc0(x.mean((2, 3))))))
+
+
+class LocalSpatialAttention(nn.Module):
+    """A_LS = BN(1x1 C->d, 3x3 d->d, 1x1 d->C), pooled to (N, C) for the combination."""
+
+    def __init__(
+        self, channels: int, width: int, groups: int, grouping: LsaGrouping, act: Activation
+    ) -> None:
+        super().__init__()
+        pointwise = 1 if grouping == "none" else groups
+        self.g0 = nn.Conv2d(channels, width, 1, groups=pointwise, bias=False)
+        self.g1 = nn.Conv2d(
+            width, width, 3, padding=1, groups=groups if grouping == "all" else 1, bias=False
+        )
+        self.g2 = nn.Conv2d(width, channels, 1, groups=pointwise, bias=False)
+        self.act = _act(act)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.bn(self.g2(self.act(self.g1(self.act(self.g0(x))))))
+        return a.mean((2, 3))
+
+
+class GlobalSpatialAttention(nn.Module):
+    """A_GS = softmax(f(x) g(x)^T) h(x) over the H*W positions, pooled to (N, C).
+
+    f, g, h are 1x1 convolutions C -> d. The pooled d-vector is brought back to C channels by
+    ``out="repeat"`` (each reduced channel stands for its C/d input channels; no parameters, as
+    Eq. 16 counts) or ``out="project"`` (a 1x1 d -> C convolution, as in non-local blocks).
+    ``impl="sdpa"`` uses fused attention (nothing (HW)x(HW) is kept); ``impl="matmul"`` is the
+    reference that materialises the attention matrix. Both compute the same function.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        width: int,
+        groups: int,
+        out: GsaOut,
+        scaled: bool,
+        impl: GsaImpl,
+    ) -> None:
+        super().__init__()
+        self.f = nn.Conv2d(channels, width, 1, groups=groups, bias=False)
+        self.g = nn.Conv2d(channels, width, 1, groups=groups, bias=False)
+        self.h = nn.Conv2d(channels, width, 1, groups=groups, bias=False)
+        self.project = nn.Linear(width, channels, bias=False) if out == "project" else None
+        self.channels = channels
+        self.scale = 1.0 / math.sqrt(width) if scaled else 1.0
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (m(x).flatten(2).transpose(1, 2) for m in (self.f, self.g, self.h))  # N,HW,d
+        if self.impl == "sdpa":
+            a = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            a = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale, dim=-1).bmm(v)
+        pooled = a.mean(1)  # N, d
+        if self.project is not None:
+            return self.project(pooled)
+        return F.interpolate(pooled.unsqueeze(1), size=self.channels, mode="nearest").squeeze(1)
+
+
+class BA2M(nn.Module):
+    """Batch aware attention module: (N, C, H, W) -> (N, C, H, W), x̂_i = w_i · x_i.
+
+    Args:
+        channels: C of the feature map it refines.
+        reduction: R, the reduction ratio of every branch (paper default 32).
+        min_channels: floor of the reduced width d = max(C/R, min_channels).
+        branches: any non-empty subset of ("ca", "lsa", "gsa") (Table IX).
+        lsa_groups: which LSA convolutions split the channels into R groups: "pointwise"
+            (the two 1x1s; the 3x3 is dense in the reduced width), "none" or "all".
+        gsa_groups: "reduction" (f, g, h in R groups, 3C²/R² params as Eq. 16) or "none".
+        gsa_out: how the d-wide GSA output returns to C channels ("repeat" or "project").
+        gsa_scaled: divide f g^T by sqrt(d) (Eq. 8 has no scale).
+        hidden_act: activation between the stacked layers of CA and LSA.
+        batch_scale: "none" (w = softmax, as Eq. 11) or "n" (w = N * softmax, mean weight 1).
+        eval_mode: "batch" (the same computation over the evaluation batch) or "identity"
+            (deactivated at inference).
+        batch_scope: "local" (softmax over this process's batch) or "global" (over the batch
+            of all data-parallel processes, gathered with all_gather).
+        gsa_impl: "sdpa" (fused attention) or "matmul" (reference).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 32,
+        min_channels: int = 32,
+        branches: tuple[str, ...] = BRANCHES,
+        *,
+        lsa_groups: LsaGrouping = "pointwise",
+        gsa_groups: Grouping = "reduction",
+        gsa_out: GsaOut = "repeat",
+        gsa_scaled: bool = False,
+        hidden_act: Activation = "relu",
+        batch_scale: BatchScale = "none",
+        eval_mode: EvalMode = "batch",
+        batch_scope: BatchScope = "local",
+        gsa_impl: GsaImpl = "sdpa",
+    ) -> None:
+        super().__init__()
+        branches = tuple(branches)
+        if not branches:
+            raise BA2MConfigError("BA2M needs at least one branch; choose from ca, lsa, gsa")
+        unknown = sorted(set(branches) - set(BRANCHES))
+        if unknown:
+            raise BA2MConfigError(f"unknown BA2M branch {unknown}; choose from ca, lsa, gsa")
+        _check_choice("lsa_groups", lsa_groups, ("pointwise", "none", "all"))
+        _check_choice("gsa_groups", gsa_groups, ("none", "reduction"))
+        _check_choice("gsa_out", gsa_out, ("repeat", "project"))
+        _check_choice("hidden_act", hidden_act, ("relu", "none"))
+        _check_choice("batch_scale", batch_scale, ("none", "n"))
+        _check_choice("eval_mode", eval_mode, ("batch", "identity"))
+        _check_choice("batch_scope", batch_scope, ("local", "global"))
+        _check_choice("gsa_impl", gsa_impl, ("sdpa", "matmul"))
+        width = reduced_width(channels, reduction, min_channels)
+        self.channels, self.width, self.branches = channels, width, branches
+        self.batch_scale, self.eval_mode, self.batch_scope = batch_scale, eval_mode, batch_scope
+        self.ca = ChannelAttention(channels, width, hidden_act) if "ca" in branches else None
+        self.lsa = (
+            LocalSpatialAttention(
+                channels,
+                width,
+                _groups("reduction", reduction, channels, width),
+                lsa_groups,
+                hidden_act,
+            )
+            if "lsa" in branches
+            else None
+        )
+        self.gsa = (
+            GlobalSpatialAttention(
+                channels,
+                width,
+                _groups(gsa_groups, reduction, channels, width),
+                gsa_out,
+                gsa_scaled,
+                gsa_impl,
+            )
+            if "gsa" in branches
+            else None
+        )
+
+    def sar(self, x: torch.Tensor) -> torch.Tensor:
+        """Sample-wise attention representation A(x_i), shape (N,) (Eqs. 9-10)."""
+        maps = [m(x) for m in (self.ca, self.lsa, self.gsa) if m is not None]
+        combined = maps[0] if len(maps) == 1 else torch.stack(maps).amax(0)
+        return combined.mean(1)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch weights w (N,): softmax of the SARs over the batch (Eq. 11)."""
+        sar = self.sar(x)
+        if self.batch_scope == "global" and _distributed():
+            w = _global_softmax(sar)
+        else:
+            w = torch.softmax(sar, dim=0)
+        if self.batch_scale == "n":
+            w = w * (_global_batch(sar) if self.batch_scope == "global" else sar.shape[0])
+        return w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and self.eval_mode == "identity":
+            return x
+        return x * self.weights(x).to(x.dtype).view(-1, 1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, width={self.width}, branches={self.branches}, "
+            f"batch_scale={self.batch_scale}, eval_mode={self.eval_mode}, "
+            f"batch_scope={self.batch_scope}"
+        )
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise BA2MConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _global_batch(sar: torch.Tensor) -> int:
+    if not _distributed():
+        return sar.shape[0]
+    return sar.shape[0] * torch.distributed.get_world_size()
+
+
+def _global_softmax(sar: torch.Tensor) -> torch.Tensor:
+    """Softmax over the concatenated batch of every process; returns this process's slice.
+
+    Assumes equal per-process batch sizes (DistributedSampler with drop_last)."""
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(sar)
+    rank = torch.distributed.get_rank()
+    return torch.softmax(torch.cat(parts), dim=0).chunk(len(parts))[rank]

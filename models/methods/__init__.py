@@ -1,0 +1,3 @@
+"""Attention methods, one module each; importing this package registers them by name."""
+
+from models.methods import ba2m  # noqa: F401

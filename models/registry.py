@@ -1,0 +1,220 @@
+"""Model registry: backbones and attention methods by name, and the one builder.
+
+Attention methods register themselves with :func:`register_attention` next to their class, so
+a backbone never imports a method and a user can add one without editing this file::
+
+    @register_attention("ba2m", position="between", stages=(1, 2, 3, 4))
+    class BA2M(nn.Module): ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from models.backbones import (
+    CIFAR_PREACT,
+    CIFAR_RESNETS,
+    IMAGENET_RESNETS,
+    RESIDUAL_TAIL,
+    StagedNet,
+    resnet,
+)
+
+FORMS = ("cifar", "imagenet")
+POSITIONS = ("between", "inside")
+DEFAULT_CLASSES = {"cifar": 100, "imagenet": 1000}
+INPUT_SIZE = {"cifar": 32, "imagenet": 224}
+
+
+class ModelConfigError(ValueError):
+    """A model request that cannot be built (unknown name, bad option)."""
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """How a method is made and where its paper puts it."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    position: str
+    stages: tuple[int, ...] | None  # None: every stage
+    inside_scope: str = "all"  # inside: "all" blocks of a stage, or only its "last" block
+
+
+ATTENTIONS: dict[str, AttentionSpec] = {}
+
+
+def register_attention(
+    name: str,
+    position: str,
+    stages: tuple[int, ...] | None = None,
+    inside_scope: str = "all",
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator: make an attention module buildable by ``name``.
+
+    The factory is called as ``factory(channels, **options)`` for each insertion point."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        ATTENTIONS[name] = AttentionSpec(name, factory, position, stages, inside_scope)
+        return factory
+
+    return deco
+
+
+def architectures(form: str | None = None) -> list[tuple[str, str]]:
+    """Every (form, arch) the zoo can build."""
+    pairs = [("imagenet", a) for a in IMAGENET_RESNETS]
+    pairs += [("cifar", a) for a in (*CIFAR_RESNETS, *CIFAR_PREACT)]
+    return [p for p in pairs if form is None or p[0] == form]
+
+
+def num_stages(arch: str, form: str) -> int:
+    """How many stages ``arch`` has in ``form``."""
+    spec = (IMAGENET_RESNETS if form == "imagenet" else CIFAR_RESNETS).get(arch)
+    return len(spec.depths) if spec is not None else 3
+
+
+def resolved_options(
+    arch: str, form: str, attention: str | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """``options`` completed with the method's defaults and placement, so that equal models
+    have equal option dicts (and a stored config names every option in force)."""
+    if not attention:
+        return dict(options)
+    spec = attention_spec(attention.split("+")[-1])
+    params = inspect.signature(spec.factory).parameters
+    out = {k: p.default for k, p in list(params.items())[1:] if p.default is not p.empty}
+    out |= {k: v for k, v in options.items()}
+    n = num_stages(arch, form)
+    out["stages"] = sorted(out.get("stages") or spec.stages or range(1, n + 1))
+    out["position"] = out.get("position") or spec.position
+    if out["position"] == "inside":
+        out["inside_scope"] = out.get("inside_scope") or spec.inside_scope
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def build_backbone(arch: str, form: str, num_classes: int, **arch_options: Any) -> StagedNet:
+    """The plain network ``arch`` in ``form`` ('cifar' or 'imagenet')."""
+    if form not in FORMS:
+        raise ModelConfigError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
+    if form == "imagenet" and arch in IMAGENET_RESNETS:
+        return resnet(IMAGENET_RESNETS[arch], form, num_classes, **arch_options)
+    if form == "cifar" and arch in CIFAR_RESNETS:
+        return resnet(CIFAR_RESNETS[arch], form, num_classes, **arch_options)
+    if form == "cifar" and arch in CIFAR_PREACT:
+        if arch_options:
+            raise ModelConfigError(f"{arch} takes no architecture options, got {arch_options}")
+        return CIFAR_PREACT[arch](num_classes)
+    known = ", ".join(a for f, a in architectures(form))
+    raise ModelConfigError(f"unknown {form} architecture {arch!r}; choose one of {known}")
+
+
+def build_model(
+    arch: str,
+    *,
+    form: str = "imagenet",
+    num_classes: int | None = None,
+    attention: str | None = None,
+    stages: Iterable[int] | None = None,
+    position: str | None = None,
+    inside_scope: str | None = None,
+    arch_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> StagedNet:
+    """Build ``arch`` with an attention method placed as its paper (or the caller) says.
+
+    Args:
+        arch: backbone name, e.g. "resnet50" (see :func:`architectures`).
+        form: "cifar" (32x32 stem) or "imagenet" (224x224 stem).
+        num_classes: classifier width; 100 for CIFAR, 1000 for ImageNet by default.
+        attention: None, a method name ("ba2m"), or several joined by "+" ("se+ba2m").
+        stages: 1-based stages that receive the method (default: the method's own).
+        position: "between" stages (Fig. 4d) or "inside" blocks (Fig. 4c).
+        inside_scope: with position "inside", every block of a stage ("all") or its "last".
+        arch_options: backbone variant options, e.g. ``{"bottleneck_stride": "3x3"}``.
+        options: constructor options of the attention module.
+
+    In a "+" combination the placement arguments and ``options`` go to the last method named
+    (the module under study, as in "se+ba2m"); the others keep their own papers' placement.
+    """
+    if form not in FORMS:
+        raise ModelConfigError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
+    classes = num_classes or DEFAULT_CLASSES[form]
+    model = build_backbone(arch, form, classes, **(arch_options or {}))
+    if attention is None or attention in ("", "baseline"):
+        if options or stages is not None or position is not None:
+            raise ModelConfigError("attention options were given but no attention method")
+        return model
+    names = attention.split("+")
+    specs = [attention_spec(name) for name in names]
+    for spec in specs[:-1]:
+        place(model, spec)
+    place(model, specs[-1], stages, position, inside_scope, options)
+    return model
+
+
+def attention_spec(name: str) -> AttentionSpec:
+    """The registered method ``name``."""
+    if name not in ATTENTIONS:
+        _load_methods()
+    if name not in ATTENTIONS:
+        known = ", ".join(sorted(ATTENTIONS))
+        raise ModelConfigError(f"unknown attention method {name!r}; choose one of {known}")
+    return ATTENTIONS[name]
+
+
+def place(
+    model: StagedNet,
+    spec: AttentionSpec,
+    stages: Iterable[int] | None = None,
+    position: str | None = None,
+    inside_scope: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Insert ``spec``'s module into ``model`` at the chosen stages and position."""
+    n = len(model.stages)
+    chosen = tuple(stages) if stages is not None else (spec.stages or tuple(range(1, n + 1)))
+    if not chosen or len(set(chosen)) != len(chosen) or any(not 1 <= s <= n for s in chosen):
+        raise ModelConfigError(
+            f"stages {list(chosen)} are not a non-empty set of distinct stages in 1..{n}"
+        )
+    position = position or spec.position
+    if position not in POSITIONS:
+        raise ModelConfigError(f"unknown position {position!r}; choose between or inside")
+    scope = inside_scope or spec.inside_scope
+    if scope not in ("all", "last"):
+        raise ModelConfigError(f"unknown inside_scope {scope!r}; choose all or last")
+    make = lambda width: spec.factory(width, **(options or {}))  # noqa: E731
+    for i in (s - 1 for s in sorted(chosen)):
+        if position == "between":
+            model.after[i] = _chain(model.after[i], make(model.stage_channels[i]))
+            continue
+        blocks = list(model.stages[i])
+        for block in blocks[-1:] if scope == "last" else blocks:
+            tail = RESIDUAL_TAIL[type(block)]
+            layer = getattr(block, tail)
+            setattr(block, tail, _chain(layer, make(_out_channels(layer))))
+
+
+def _chain(first: nn.Module, second: nn.Module) -> nn.Module:
+    return second if isinstance(first, nn.Identity) else nn.Sequential(first, second)
+
+
+def _out_channels(layer: nn.Module) -> int:
+    if isinstance(layer, nn.Sequential):
+        return _out_channels(layer[0])
+    if isinstance(layer, nn.BatchNorm2d):
+        return layer.num_features
+    if isinstance(layer, nn.Conv2d):
+        return layer.out_channels
+    raise ModelConfigError(f"cannot tell the width of {type(layer).__name__}")
+
+
+def _load_methods() -> None:
+    """Import the modules that register attention methods."""
+    import models.methods  # noqa: F401

@@ -1,0 +1,100 @@
+"""What a suite declares: one paper table or figure, its rows, recipe and the paper's values.
+
+Data flows one way: a :class:`Suite` declaration -> jobs (``harness.jobs``) -> runner ->
+database -> report. A suite never runs anything; it only says what to run and what the paper
+printed. Paper values are transcribed exactly as printed; a cell printed as "-" is absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Metric names used for paper values and results.
+METRICS = (
+    "params_m", "flops_g", "err", "top1_err", "top5_err", "std", "recall", "map",
+    "ap_bb", "ap50_bb", "ap75_bb", "aps_bb", "apm_bb", "apl_bb",
+    "ap_mask", "ap50_mask", "ap75_mask", "aps_mask", "apm_mask", "apl_mask",
+)
+
+TASKS = ("classification", "detection")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe; ``sources`` says where each number comes from."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    lr: float  # at ``batch_size``
+    momentum: float
+    weight_decay: float
+    milestones: tuple[int, ...]  # epochs at which lr is multiplied by ``gamma``
+    gamma: float
+    augment: str  # "crop-flip" (CIFAR: 4-px padded crop + flip) or "rrc-flip" (ImageNet)
+    nesterov: bool = False
+    eval_resize: int | None = None  # ImageNet: resize shorter side, then centre crop
+    eval_crop: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def scaled_lr(self, batch_size: int) -> float:
+        """Linear scaling rule: lr grows with the batch size."""
+        return self.lr * batch_size / self.batch_size
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a paper table: a backbone, a method and a setting.
+
+    Attributes:
+        backbone: the paper's label ("ResNet-50").
+        arch: the zoo's architecture name ("resnet50"); None where the zoo has no backbone.
+        method: "baseline", an attention method ("ba2m", "se", ...), a "+" combination
+            ("se+ba2m"), or a non-attention method ("focal-loss", "ohem").
+        setting: what distinguishes rows with the same backbone and method ("R=16",
+            "blocks=1+3", "N=64", "inside", "branches=ca+lsa", "test_batch=8"); "" if none.
+        model: keyword arguments for ``models.build_model`` beyond arch/form/attention
+            (e.g. {"reduction": 16}, {"stages": (1, 3)}, {"position": "inside"}).
+        train: recipe overrides for this row (e.g. {"batch_size": 64}).
+        eval: evaluation variant (e.g. {"batch_size": 8}); rows that differ only here share
+            one training job.
+        paper: the paper's printed values, metric name -> number.
+        inferred: the row's identity is inferred (lost check-mark columns of IX and XIII).
+        available: None if the harness can run it, else what is missing ("detection
+            training").
+    """
+
+    backbone: str
+    arch: str | None
+    method: str
+    setting: str = ""
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, float] = field(default_factory=dict)
+    inferred: bool = False
+    available: str | None = None
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        parts = [self.backbone, self.method] + ([self.setting] if self.setting else [])
+        return " / ".join(parts)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One paper table or figure."""
+
+    name: str  # CLI name: "table5", "fig5", "infer-batch"
+    table: str  # the paper's numbering: "V", "Fig. 5", "III-D"
+    title: str
+    dataset: str  # "cifar100", "imagenet", "coco", "voc0712"
+    form: str  # model form: "cifar" or "imagenet"
+    task: str  # "classification" or "detection"
+    metrics: tuple[str, ...]  # the paper's columns, as metric names
+    rows: tuple[Row, ...]
+    recipe: Recipe | None
+    seeds: int = 5
+    notes: str = ""
