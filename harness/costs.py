@@ -9,14 +9,20 @@ a row that does not match is either explained in the data file or fails ``count 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import tomllib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from harness.config import NotAvailableError, check_available, model_spec
+import torch
+
+from harness.config import ModelSpec, NotAvailableError, check_available, model_spec
 from harness.counting import Counts, count
+from models.registry import INPUT_SIZE
 from suites.base import Row, Suite
 
 TOLERANCE = 0.01
@@ -54,7 +60,7 @@ class Deviation:
     tables: tuple[str, ...]
     backbone: str
     method: str
-    setting: str | None
+    settings: tuple[str, ...] | None
     metrics: tuple[str, ...]
     reason: str
 
@@ -63,7 +69,7 @@ class Deviation:
             table in self.tables
             and self.backbone == row.backbone
             and self.method == row.method
-            and (self.setting is None or self.setting == row.setting)
+            and (self.settings is None or row.setting in self.settings)
             and metric in self.metrics
         )
 
@@ -77,7 +83,7 @@ def known_deviations() -> tuple[Deviation, ...]:
             tuple(d["tables"]),
             d["backbone"],
             d["method"],
-            d.get("setting"),
+            tuple(d["settings"]) if "settings" in d else None,
             tuple(d.get("metrics", COST_METRICS)),
             " ".join(d["reason"].split()),
         )
@@ -98,13 +104,33 @@ def agrees(ours: float, paper: float) -> bool:
 _COUNT_CACHE: dict[str, Counts] = {}
 
 
+def _count_spec(spec: ModelSpec) -> Counts:
+    torch.set_num_threads(1)
+    return count(spec.build(), spec.input_size)
+
+
+def precount(specs: list[ModelSpec], workers: int | None = None) -> None:
+    """Count every distinct model once, in parallel processes (one thread each)."""
+    todo = {s.hash(): s for s in specs if s.hash() not in _COUNT_CACHE}
+    workers = min(workers or os.cpu_count() or 1, len(todo))
+    if workers <= 1:
+        for key, spec in todo.items():
+            _COUNT_CACHE[key] = count(spec.build(), spec.input_size)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    # the biggest models first, so no worker is left with a long tail
+    order = sorted(todo, key=lambda k: -INPUT_SIZE[todo[k].form])
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        for key, counts in zip(order, pool.map(_count_spec, [todo[k] for k in order])):
+            _COUNT_CACHE[key] = counts
+
+
 def counts_for(suite: Suite, row: Row) -> Counts:
     """Counts of the row's model at the paper's input size, cached by model hash."""
     spec = model_spec(suite, row)
-    key = spec.hash()
-    if key not in _COUNT_CACHE:
-        _COUNT_CACHE[key] = count(spec.build(), spec.input_size)
-    return _COUNT_CACHE[key]
+    if spec.hash() not in _COUNT_CACHE:
+        precount([spec], workers=1)
+    return _COUNT_CACHE[spec.hash()]
 
 
 def cost_row(suite: Suite, row: Row) -> CostRow:
@@ -156,6 +182,15 @@ def _diff_pct(ours: float, paper: float | None) -> float | None:
 
 def cost_table(suites: list[Suite]) -> list[CostRow]:
     """Counted rows of every classification suite given (detection tables have no costs)."""
+    specs = []
+    for s in suites:
+        for r in s.rows:
+            try:
+                check_available(s, r)
+            except NotAvailableError:
+                continue
+            specs.append(model_spec(s, r))
+    precount(specs)
     return [
         cost_row(s, r)
         for s in suites

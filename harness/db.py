@@ -268,22 +268,22 @@ def _check_version(where: str, found: tuple[bool, str | None]) -> bool:
 
 
 def _probe_sqlite_file(path: Path) -> None:
-    """Check an existing SQLite file read-only (nothing is written, not even WAL mode)."""
+    """Check an existing SQLite file with SELECTs only: no PRAGMA, nothing written."""
     if not path.is_file() or path.stat().st_size == 0:
         return
     with path.open("rb") as f:
         header = f.read(16)
-    fix = f"{path} is not a SQLite database; {_FIX} (this file is left as it is)"
+    bad = f"{path} is not a SQLite database; give another file with --db PATH (it is left as is)"
     if header != b"SQLite format 3\x00":
-        raise DatabaseError(fix)
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+        raise DatabaseError(bad)
+    uri = f"{path.resolve().as_uri()}?mode=rw"  # rw, not ro: a WAL file's -shm/-wal get removed
     probe = create_engine("sqlite://", poolclass=NullPool,
                           creator=lambda: sqlite3.connect(uri, uri=True))
     try:
         with probe.connect() as conn:
             found = _read_version(conn)
     except sa_exc.DBAPIError as err:
-        raise DatabaseError(f"{fix}: {_one_line(err.orig)}") from err
+        raise DatabaseError(f"{bad} ({_one_line(err.orig)})") from err
     finally:
         probe.dispose()
     _check_version(str(path), found)
@@ -292,8 +292,10 @@ def _probe_sqlite_file(path: Path) -> None:
 def _make_engine(url: str) -> tuple[Engine, str]:
     """The engine and a printable name for messages (file path or password-less URL)."""
     hint = "use a SQLite path or a URL like sqlite:///results/ba2m.sqlite or postgresql://..."
+    shown = repr(url)
     try:
         parsed = make_url(url)
+        shown = repr(parsed.render_as_string(hide_password=True))
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database).absolute()
             _probe_sqlite_file(path)
@@ -301,10 +303,10 @@ def _make_engine(url: str) -> tuple[Engine, str]:
             parsed = parsed.set(database=str(path))
         engine = create_engine(parsed)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError, ValueError) as err:
-        raise DatabaseError(f"cannot open results database {url!r}: {_one_line(err)}; {hint}") \
+        raise DatabaseError(f"cannot open results database {shown}: {_one_line(err)}; {hint}") \
             from err
     if engine.dialect.name not in ("sqlite", "postgresql"):
-        raise DatabaseError(f"results database {url!r}: backend {engine.dialect.name!r} is not "
+        raise DatabaseError(f"results database {shown}: backend {engine.dialect.name!r} is not "
                             f"supported; {hint}")
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
@@ -444,7 +446,7 @@ class ResultsDB:
         return ClaimedJob(job_id, attempt.id, job.config_hash, json.loads(job.config),
                           job.attempts, job.label)
 
-    def _end(self, job_id: int, attempt_id: int, job_values: dict, attempt_values: dict,
+    def _if_owner(self, job_id: int, attempt_id: int, job_values: dict, attempt_values: dict,
              result: dict | None = None) -> bool:
         """Update the job and attempt only if this attempt still owns the RUNNING job."""
         now = _now()
@@ -468,12 +470,12 @@ class ResultsDB:
 
     def heartbeat(self, job_id: int, attempt_id: int) -> bool:
         """Refresh the heartbeat; False means the job is no longer this attempt's: stop."""
-        return self._end(job_id, attempt_id, {"heartbeat": _now()}, {})
+        return self._if_owner(job_id, attempt_id, {"heartbeat": _now()}, {})
 
     def set_attempt(self, attempt_id: int, **fields: Any) -> None:
         """Set attempt fields: resumed_from_epoch, note, traceback or any attempt_info key."""
         if unknown := set(fields) - set(_ATTEMPT_SETTABLE):
-            raise ValueError(f"cannot set attempt fields {sorted(unknown)}; use {_ATTEMPT_SETTABLE}")
+            raise ValueError(f"cannot set {sorted(unknown)}; settable: {_ATTEMPT_SETTABLE}")
         with self._write() as s:
             s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**fields))
 
@@ -501,17 +503,17 @@ class ResultsDB:
         extra = dict(result.get("extra") or {})
         extra.update({k: v for k, v in result.items() if k not in row and k != "extra"})
         row.update(job_id=job_id, extra=_dumps(extra) if extra else None)
-        return self._end(job_id, attempt_id, {"status": COMPLETED, "reason": None},
+        return self._if_owner(job_id, attempt_id, {"status": COMPLETED, "reason": None},
                          {"exit_reason": "completed"}, result=row)
 
     def fail(self, job_id: int, attempt_id: int, reason: str, traceback: str | None = None) -> bool:
         """Mark the job FAILED with ``reason``; False if this attempt no longer owns it."""
-        return self._end(job_id, attempt_id, {"status": FAILED, "reason": reason},
+        return self._if_owner(job_id, attempt_id, {"status": FAILED, "reason": reason},
                          {"exit_reason": reason, "traceback": traceback})
 
     def release(self, job_id: int, attempt_id: int, reason: str = "interrupted") -> bool:
         """Give the job back (PENDING), e.g. on Ctrl-C; False if this attempt no longer owns it."""
-        return self._end(job_id, attempt_id, {"status": PENDING, "reason": reason,
+        return self._if_owner(job_id, attempt_id, {"status": PENDING, "reason": reason,
                                               "worker": None, "heartbeat": None},
                          {"exit_reason": reason})
 
