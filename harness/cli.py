@@ -113,6 +113,107 @@ def count(
         raise typer.Exit(1)
 
 
+@app.command("suites")
+@friendly
+def list_suites() -> None:
+    """Every suite with its table, dataset and job counts per profile."""
+    from harness.jobs import PROFILES, expand
+
+    rows = []
+    for s in suites.all_suites():
+        counts = {p: expand(s, prof) for p, prof in PROFILES.items()}
+        rows.append({
+            "suite": s.name, "table": s.table, "dataset": s.dataset, "rows": len(s.rows),
+            **{f"{p} jobs": len(j) for p, j in counts.items()},
+            "runnable now": sum(j.unavailable is None for j in counts["paper"]),
+            "title": s.title,
+        })
+    emit(pd.DataFrame(rows), "table", "Suites (one per paper table or figure)")
+
+
+@app.command()
+@friendly
+def paper(
+    table: str = typer.Option(None, "--table", "-t", help="Suite name or roman numeral."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
+) -> None:
+    """Every value the paper prints, in long form (as declared in the suites)."""
+    from suites.paper import paper_values, to_csv
+
+    names = [s.name for s in select_suites(table)]
+    values = [v for n in names for v in paper_values(n)]
+    if fmt == "csv":
+        sys.stdout.write(to_csv(values))
+        return
+    emit(pd.DataFrame(values), fmt, "Values printed in the paper")
+
+
+@app.command()
+@friendly
+def run(
+    suite: str = typer.Argument(..., help="Suite name, e.g. table5 (see `ba2m-bench suites`)."),
+    profile: str = typer.Option("smoke", "--profile", "-p", help="paper, short or smoke."),
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
+    results_dir: str = typer.Option("results", "--results-dir", help="Checkpoints folder root."),
+    gpus: str = typer.Option("all", "--gpus", help="all, none, or ids like 0,1."),
+    jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Concurrent jobs per GPU."),
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per row (paper: 5)."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),
+    only: str = typer.Option(None, "--only", help="Row filter, e.g. method=ba2m,setting=R=16."),
+    dataset: str = typer.Option(None, "--dataset", help="Data provider instead of the suite's."),
+    data_root: str = typer.Option(None, "--data-root", help="Where the dataset lives."),
+    download: bool = typer.Option(False, "--download", help="Download CIFAR if missing."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run FAILED jobs again."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the jobs; run nothing."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live display."),
+) -> None:
+    """Run a suite's jobs (resumable: re-run the same command after a stop)."""
+    from harness.jobs import PROFILES
+    from harness.runner import RunOptions, plan, run_suite
+
+    opts = RunOptions(profile, db, results_dir, gpus, jobs_per_gpu, seeds, epochs, batch_size,
+                      only, dataset, retry_failed, data_root, download, dry_run,
+                      progress=not no_progress)
+    if not PROFILES[profile].comparable if profile in PROFILES else False:
+        err_console.print(f"note: the {profile} profile's numbers are NOT comparable with the "
+                          "paper's (smoke: synthetic data, 1 epoch; short: fewer epochs).")
+    if dry_run:
+        jobs = plan(suite, opts)
+        frame = pd.DataFrame([{"label": j.label, "seed": j.seed, "config_hash": j.config_hash,
+                               "epochs": j.config.get("train", {}).get("epochs"),
+                               "runnable": j.unavailable or "yes"} for j in jobs])
+        emit(frame, "table", f"{suite}: {len(jobs)} jobs ({profile} profile)")
+        return
+    summary = run_suite(suite, opts)
+    failures = summary.pop("failures")
+    console.print(", ".join(f"{n} {s.lower()}" for s, n in summary.items()))
+    for f in failures:
+        console.print(f"FAILED {f['label']}: {f['reason']}", markup=False, highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def status(
+    suite: str = typer.Argument(None, help="Suite name; all suites when omitted."),
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
+) -> None:
+    """Jobs by status, and every failure with its reason."""
+    from harness.db import ResultsDB
+
+    if suite is not None and suite not in suites.NAMES:
+        raise UserError(str(suites.UnknownSuiteError(suite)))
+    with ResultsDB(db) as rdb:
+        counts = rdb.status_counts(suite)
+        console.print(f"{suite or 'all suites'}: " + ", ".join(
+            f"{n} {s.lower()}" for s, n in counts.items()))
+        for f in rdb.failures(suite):
+            console.print(f"FAILED {f['label']} [{f['config_hash']}] after {f['attempts']} "
+                          f"attempt(s): {f['reason']}", markup=False, highlight=False)
+
+
 def _print_cost_table(frame: pd.DataFrame, title: str) -> None:
     """Compact terminal view: one line per row, reasons as numbered notes below."""
     notes: dict[str, int] = {}

@@ -530,6 +530,14 @@ class ResultsDB:
                       .values(ended_at=now, exit_reason="cancelled"))
         return len(ids)
 
+    def expire(self, config_hashes: Iterable[str]) -> int:
+        """Clear the heartbeat of RUNNING jobs whose worker is known dead, so the next claim
+        reclaims them at once instead of waiting for the heartbeat to go stale."""
+        with self._write() as s:
+            return s.execute(update(Job).where(
+                Job.config_hash.in_(list(config_hashes)), Job.status == RUNNING
+            ).values(heartbeat=None, updated_at=_now())).rowcount
+
     def requeue(self, config_hashes: Iterable[str]) -> int:
         """Put FAILED or CANCELLED jobs back to PENDING; returns how many."""
         with self._write() as s:

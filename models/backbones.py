@@ -206,6 +206,9 @@ IMAGENET_RESNETS: dict[str, ResNetSpec] = {
 
 #: CIFAR (32x32) residual specifications by architecture name.
 CIFAR_RESNETS: dict[str, ResNetSpec] = {
+    # He et al. 2016 §4.2 (projection shortcuts); not in the paper's tables: a small network
+    # for tests and quick checks of the pipeline on real images.
+    "resnet20": ResNetSpec(BasicBlock, (3, 3, 3), (16, 32, 64), stem_width=16),
     "resnet50": _R50,
     "resnet101": _R101,
     "resnext29_8x64d": ResNetSpec(Bottleneck, (3, 3, 3), (64, 128, 256), groups=8, base_width=64),

@@ -1,0 +1,211 @@
+"""Suite -> jobs: architecture x method x setting x seed, each a resolved, hashed config.
+
+A job's config says everything that decides its numbers: model (every BA²M option in force),
+data (provider, sizes; not where the files live), training recipe, evaluations and seed. Its
+``config_hash`` is its identity across suites (Tables I and XI share jobs); its
+``group_hash`` is the same config without the seed (one table cell).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import ModelSpec, NotAvailableError, check_available, model_spec, stable_hash
+from harness.errors import UserError
+from suites.base import Recipe, Row, Suite
+
+#: Classes of each real dataset (the synthetic provider makes ``SMOKE_CLASSES``).
+DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
+SMOKE_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much of the paper's recipe a run uses."""
+
+    name: str
+    comparable: bool  # results may be set beside the paper's
+    epochs: int | None = None  # None: the recipe's
+    epoch_fraction: float = 1.0  # short: a fraction of the recipe's epochs
+    synthetic: bool = False  # smoke: synthetic data, whatever the suite's dataset
+    batch_size: int | None = None
+    train_size: int | None = None
+    val_size: int | None = None
+    seeds: int | None = None  # None: the suite's (the paper's five)
+    image_size: dict[str, int] = field(default_factory=dict)  # per model form
+
+
+PROFILES = {
+    "paper": Profile("paper", comparable=True),
+    "short": Profile("short", comparable=False, epoch_fraction=0.25),
+    "smoke": Profile(
+        "smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
+        train_size=64, val_size=32, seeds=1, image_size={"cifar": 16, "imagenet": 64},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line overrides of a profile."""
+
+    seeds: int | None = None
+    epochs: int | None = None
+    only: str | None = None  # row filter, e.g. "method=ba2m,backbone=ResNet-50"
+    dataset: str | None = None  # provider instead of the suite's dataset (e.g. image-folder)
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: a row (or several rows sharing it) at one seed."""
+
+    suite: str
+    row: Row
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    group_hash: str
+    unavailable: str | None  # why the harness cannot run it yet
+
+    @property
+    def label(self) -> str:
+        return self.row.label
+
+
+def profile(name: str) -> Profile:
+    """The named profile, or a one-line error listing them."""
+    if name not in PROFILES:
+        raise UserError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def parse_only(only: str | None) -> dict[str, set[str]]:
+    """``"method=ba2m,backbone=ResNet-50|ResNet-101"`` -> {field: allowed values}."""
+    if not only:
+        return {}
+    fields = ("backbone", "arch", "method", "setting")
+    out: dict[str, set[str]] = {}
+    for part in only.split(","):
+        m = re.fullmatch(r"\s*(\w+)\s*=\s*(.+?)\s*", part)
+        if not m or m.group(1) not in fields:
+            raise UserError(
+                f"malformed --only filter {part!r}; write FIELD=VALUE[|VALUE],... with FIELD "
+                f"one of {', '.join(fields)} (e.g. --only method=ba2m,setting=R=16)"
+            )
+        out.setdefault(m.group(1), set()).update(v.strip() for v in m.group(2).split("|"))
+    return out
+
+
+def _matches(row: Row, filters: dict[str, set[str]]) -> bool:
+    return all(str(getattr(row, f) or "") in allowed for f, allowed in filters.items())
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"--{name} must be a positive integer, got {value}")
+
+
+def expand(suite: Suite, prof: Profile, over: Overrides = Overrides()) -> list[Job]:
+    """Every job of ``suite`` under ``prof``; rows differing only in ``eval`` share a job."""
+    for name in ("seeds", "epochs", "batch_size"):
+        _positive(name.replace("_", "-"), getattr(over, name))
+    if suite.recipe is None:
+        rows = [r for r in suite.rows if _matches(r, parse_only(over.only))]
+        return [_detection_job(suite, r) for r in rows]
+    filters = parse_only(over.only)
+    rows = [r for r in suite.rows if _matches(r, filters)]
+    if not rows:
+        raise UserError(
+            f"--only {over.only!r} matches no row of {suite.name}; see `ba2m-bench paper "
+            f"--table {suite.name}` for its backbones, methods and settings"
+        )
+    seeds = over.seeds or prof.seeds or suite.seeds
+    jobs: dict[str, Job] = {}
+    for row in rows:
+        for seed in range(seeds):
+            job = _job(suite, row, seed, prof, over, _evals(suite, row))
+            jobs.setdefault(job.config_hash, job)
+    return list(jobs.values())
+
+
+def _evals(suite: Suite, row: Row) -> list[dict[str, Any]]:
+    """Extra evaluations of rows that share this row's training (e.g. §III-D batch sizes)."""
+    same = [r.eval for r in suite.rows if r.eval and _training_key(r) == _training_key(row)]
+    return sorted((dict(e) for e in same), key=lambda e: sorted(e.items()))
+
+
+def _training_key(row: Row) -> tuple:
+    return (row.backbone, row.arch, row.method, repr(sorted(row.model.items())),
+            repr(sorted(row.train.items())))
+
+
+def _data_config(suite: Suite, prof: Profile, over: Overrides) -> dict[str, Any]:
+    provider = over.dataset or ("synthetic" if prof.synthetic else suite.dataset)
+    data: dict[str, Any] = {"provider": provider}
+    if prof.image_size:
+        data["image_size"] = prof.image_size[suite.form]
+    if provider == "synthetic":
+        data["num_classes"] = SMOKE_CLASSES
+    for key in ("train_size", "val_size"):
+        if getattr(prof, key) is not None:
+            data[key] = getattr(prof, key)
+    return data
+
+
+def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides) -> dict[str, Any]:
+    epochs = over.epochs or prof.epochs or max(1, round(recipe.epochs * prof.epoch_fraction))
+    scale = epochs / recipe.epochs
+    batch = over.batch_size or prof.batch_size or row.train.get("batch_size", recipe.batch_size)
+    lr = row.train.get("lr", recipe.scaled_lr(batch))
+    if over.batch_size or prof.batch_size:
+        lr = recipe.scaled_lr(batch)
+    return {
+        "recipe": recipe.name,
+        "epochs": epochs,
+        "batch_size": batch,
+        "lr": lr,
+        "momentum": recipe.momentum,
+        "weight_decay": recipe.weight_decay,
+        "nesterov": recipe.nesterov,
+        "milestones": sorted({round(m * scale) for m in recipe.milestones} & set(range(1, epochs))),
+        "gamma": recipe.gamma,
+        "augment": recipe.augment,
+        "eval_batch_size": batch,  # BA²M weighs the evaluation batch as it did in training
+    }
+
+
+def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
+         evals: list[dict[str, Any]]) -> Job:
+    data = _data_config(suite, prof, over)
+    classes = data.get("num_classes") or DATASET_CLASSES.get(data["provider"])
+    try:
+        check_available(suite, row)
+        unavailable = None
+    except NotAvailableError as exc:
+        unavailable = str(exc)
+    spec: ModelSpec = model_spec(suite, row, num_classes=classes)
+    config = {
+        "model": spec.to_dict(),
+        "data": data,
+        "train": _train_config(suite.recipe, row, prof, over),  # type: ignore[arg-type]
+        "evals": evals,
+        "profile": prof.name,
+        "comparable": prof.comparable and over.epochs is None and over.dataset is None,
+    }
+    group = stable_hash(config)
+    config_hash = stable_hash({**config, "seed": seed})
+    return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
+
+
+def _detection_job(suite: Suite, row: Row) -> Job:
+    config = {"suite": suite.name, "row": row.label, "task": suite.task}
+    h = stable_hash(config)
+    return Job(suite.name, row, 0, {**config, "seed": 0}, h, h, row.available or "detection")
+
+
+def runtime_config(config: dict[str, Any], data_root: str | None, download: bool) -> dict:
+    """The config a worker runs: where the data lives is not part of a job's identity."""
+    return {**config, "data": {**config["data"], "data_root": data_root, "download": download}}

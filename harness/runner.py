@@ -1,0 +1,274 @@
+"""The runner: insert a suite's jobs, then run every unfinished one on the GPU slots there are
+(or the CPU), one worker process per slot, with a live progress display.
+
+Workers claim jobs atomically from the database, so re-running the same command after Ctrl-C,
+a kill or a crash resumes each unfinished job from its checkpoint and never runs one twice.
+A job whose heartbeat has gone stale (its worker died) is reclaimed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import suites
+from harness.db import ClaimedJob, JobSpec, ResultsDB
+from harness.errors import UserError
+from harness.jobs import Job, Overrides, expand, profile, runtime_config
+from harness.progress import watch
+
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 120.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``ba2m-bench run`` takes besides the suite name."""
+
+    profile: str = "smoke"
+    db_url: str | None = None
+    results_dir: str = "results"
+    gpus: str = "none"  # "none", "all" or "0,1,..."
+    jobs_per_gpu: int = 1
+    seeds: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    only: str | None = None
+    dataset: str | None = None
+    retry_failed: bool = False
+    data_root: str | None = None
+    download: bool = False
+    dry_run: bool = False
+    progress: bool = True
+
+
+def plan(name: str, opts: RunOptions) -> list[Job]:
+    """The suite's jobs under the options (raises :class:`UserError` on bad input)."""
+    try:
+        suite = suites.get(name)
+    except suites.UnknownSuiteError as exc:
+        raise UserError(str(exc)) from None
+    over = Overrides(opts.seeds, opts.epochs, opts.only, opts.dataset, opts.batch_size)
+    return expand(suite, profile(opts.profile), over)
+
+
+def slots(gpus: str, jobs_per_gpu: int) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES of each worker; [None] means one CPU worker."""
+    if jobs_per_gpu < 1:
+        raise UserError(f"--jobs-per-gpu must be a positive integer, got {jobs_per_gpu}")
+    if gpus == "none":
+        return [None]
+    available = _gpu_count()
+    if gpus == "all":
+        ids = list(range(available))
+        if not ids:
+            return [None]
+    else:
+        try:
+            ids = [int(g) for g in gpus.split(",")]
+        except ValueError:
+            raise UserError(f"--gpus {gpus!r} is not none, all or a list like 0,1") from None
+        missing = [g for g in ids if not 0 <= g < available]
+        if missing:
+            raise UserError(
+                f"--gpus names GPU {missing[0]} but this machine has {available} GPU(s); "
+                "use --gpus all, --gpus none or ids below that count"
+            )
+    return [str(g) for g in ids for _ in range(jobs_per_gpu)]
+
+
+def _gpu_count() -> int:
+    """GPUs visible, asked in a subprocess so that the driver never initialises CUDA."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def check_data(jobs: list[Job], opts: RunOptions) -> None:
+    """Open the data once in the driver, so a missing dataset fails before anything runs."""
+    from harness.data import DataError
+    from harness.train import open_job_data
+
+    runnable = [j for j in jobs if j.unavailable is None]
+    if not runnable:
+        return
+    try:
+        open_job_data(runtime_config(runnable[0].config, opts.data_root, opts.download))
+    except (DataError, ValueError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+
+
+def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
+    """Insert the suite's jobs and run every one not COMPLETED; returns status counts."""
+    jobs = plan(name, opts)
+    worker_slots = slots(opts.gpus, opts.jobs_per_gpu)
+    if opts.dry_run:
+        return {"jobs": len(jobs), "runnable": sum(j.unavailable is None for j in jobs),
+                "slots": len(worker_slots), "dry_run": True}
+    check_data(jobs, opts)
+    Path(opts.results_dir).mkdir(parents=True, exist_ok=True)
+    with ResultsDB(opts.db_url) as db:
+        db.add_jobs([JobSpec(j.config_hash, j.group_hash, j.label, j.seed, j.config)
+                     for j in jobs], suite=name)
+        from suites.paper import paper_values
+
+        db.store_paper_values(paper_values(name))
+        hashes = [j.config_hash for j in jobs]
+        _expire_dead_local_workers(db, hashes)
+        _fail_unavailable(db, jobs, opts.retry_failed)
+        url = db.engine.url.render_as_string(hide_password=False)
+    procs = _start_workers(worker_slots, url, hashes, opts)
+    try:
+        if opts.progress:
+            watch(url, name, hashes, procs)
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:  # the workers got the same Ctrl-C; give them time to release jobs
+            p.join(timeout=30)
+        raise
+    with ResultsDB(url) as db:
+        return db.status_counts(name) | {"failures": db.failures(name)}
+
+
+def _fail_unavailable(db: ResultsDB, jobs: list[Job], retry: bool) -> None:
+    """Rows the zoo cannot build yet end FAILED with a 'not yet available' reason at once."""
+    for job in jobs:
+        if job.unavailable is None:
+            continue
+        claimed = db.claim([job.config_hash], _worker_name(), STALE_AFTER_S, retry_failed=retry)
+        if claimed is not None:
+            db.fail(claimed.job_id, claimed.attempt_id, job.unavailable)
+
+
+def _expire_dead_local_workers(db: ResultsDB, hashes: list[str]) -> None:
+    """RUNNING jobs whose worker process on this host no longer exists are reclaimable now."""
+    frame = db.jobs_frame()
+    if frame.empty:
+        return
+    host = socket.gethostname()
+    dead = [
+        h for h, status, worker in zip(frame["config_hash"], frame["status"], frame["worker"])
+        if status == "RUNNING" and h in set(hashes) and _is_dead_local(worker, host)
+    ]
+    if dead:
+        db.expire(dead)
+
+
+def _is_dead_local(worker: Any, host: str) -> bool:
+    if not isinstance(worker, str) or not worker.startswith(f"{host}:"):
+        return False
+    try:
+        os.kill(int(worker.rsplit(":", 1)[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _start_workers(worker_slots: list[str | None], url: str, hashes: list[str],
+                   opts: RunOptions) -> list[multiprocessing.process.BaseProcess]:
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for slot in worker_slots:
+        p = ctx.Process(target=worker_main, args=(slot, url, hashes, asdict(opts)), daemon=False)
+        p.start()
+        procs.append(p)
+    return procs
+
+
+def worker_main(slot: str | None, url: str, hashes: list[str], opts: dict[str, Any]) -> None:
+    """A worker process: claim, train, store, until no job of this run is left to claim."""
+    if slot is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot
+    else:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    parent = os.getppid()
+    with ResultsDB(url) as db:
+        while True:
+            claimed = db.claim(hashes, _worker_name(), STALE_AFTER_S,
+                               retry_failed=opts["retry_failed"], attempt_info=attempt_info())
+            if claimed is None:
+                return
+            run_claimed(db, claimed, opts, parent)
+
+
+def run_claimed(db: ResultsDB, job: ClaimedJob, opts: dict[str, Any], parent: int) -> None:
+    """Train one claimed job and record how it ended."""
+    from harness.config import NotAvailableError
+    from harness.train import Diverged, Hooks, Stopped, checkpoint_for, train
+
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(db, job, stop, parent), daemon=True)
+    beat.start()
+    hooks = Hooks(
+        on_epoch=lambda e, m: db.record_epoch(job.job_id, e, **m),
+        on_eval=lambda key, t1, t5: db.record_eval(job.job_id, key, t1, t5),
+        on_resume=lambda e, note: db.set_attempt(job.attempt_id, resumed_from_epoch=e, note=note),
+        should_stop=stop.is_set,
+    )
+    config = runtime_config(job.config, opts["data_root"], opts["download"])
+    try:
+        result = train(config, checkpoint_for(job.config, opts["results_dir"]), hooks)
+        db.complete(job.job_id, job.attempt_id, result)
+    except Diverged as exc:
+        db.fail(job.job_id, job.attempt_id, str(exc))
+    except (KeyboardInterrupt, Stopped):
+        db.release(job.job_id, job.attempt_id, "interrupted")
+        raise SystemExit(130) from None
+    except NotAvailableError as exc:
+        db.fail(job.job_id, job.attempt_id, str(exc))
+    except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the suite goes on
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        db.fail(job.job_id, job.attempt_id, reason, traceback.format_exc())
+    finally:
+        stop.set()
+
+
+def _heartbeat(db: ResultsDB, job: ClaimedJob, stop: threading.Event, parent: int) -> None:
+    """Beat every HEARTBEAT_S; ask training to stop if the job was taken away or the driver
+    died (a worker never outlives its runner by more than one heartbeat)."""
+    while not stop.wait(HEARTBEAT_S):
+        if not db.heartbeat(job.job_id, job.attempt_id) or os.getppid() != parent:
+            stop.set()
+
+
+def attempt_info() -> dict[str, Any]:
+    """Provenance of an attempt: host, GPU, torch/CUDA versions, git commit and dirty flag."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    commit, dirty = _git_state()
+    return {"host": socket.gethostname(), "gpu_name": gpu, "torch_version": torch.__version__,
+            "cuda_version": torch.version.cuda or "none", "git_commit": commit,
+            "git_dirty": dirty}
+
+
+def _git_state() -> tuple[str, bool]:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown", False
+    return commit or "unknown", bool(dirty)

@@ -1,0 +1,307 @@
+"""Training and evaluation of one job, resumable from its last checkpoint.
+
+The loop knows nothing of the database: it reports through :class:`Hooks`, which the runner
+backs with the results database. Every epoch ends with an atomic checkpoint (temp file +
+rename, with a SHA-256 sidecar) holding model, optimizer, scheduler, scaler and RNG states;
+checkpoints are loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.config import ModelSpec, stable_hash
+from harness.data import Data, DataSpec, open_data
+from models.ba2m import BA2M
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class Stopped(RuntimeError):
+    """Training was asked to stop (interrupt, or the job was reclaimed elsewhere)."""
+
+
+@dataclass
+class Hooks:
+    """How a training run reports; every hook is optional."""
+
+    on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None
+    on_eval: Callable[[str, float, float], None] = lambda key, top1, top5: None
+    on_resume: Callable[[int, str], None] = lambda epoch, note: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1_err: float
+    top5_err: float
+    images: int
+
+
+@dataclass
+class Checkpoint:
+    """Where a job's checkpoint lives."""
+
+    path: Path
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path.with_suffix(".sha256")
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write atomically: a crash leaves the old checkpoint or the new one, never half."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(state, tmp)
+        digest = _sha256(tmp)
+        os.replace(tmp, self.path)
+        side_tmp = self.sidecar.with_suffix(f".tmp{os.getpid()}")
+        side_tmp.write_text(digest)
+        os.replace(side_tmp, self.sidecar)
+
+    def load(self) -> tuple[dict[str, Any] | None, str]:
+        """(state, note): state is None when absent or unusable; the note says why."""
+        if not self.path.exists():
+            return None, ""
+        if self.sidecar.exists() and self.sidecar.read_text().strip() != _sha256(self.path):
+            return None, f"checkpoint {self.path.name} failed its checksum; restarted from scratch"
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True), ""
+        except Exception as exc:  # noqa: BLE001 - any unreadable file means: start again
+            reason = str(exc).splitlines()[0][:200]
+            return None, f"checkpoint {self.path.name} unreadable ({reason}); restarted from scratch"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+def open_job_data(config: dict[str, Any]) -> Data:
+    """The job's data, from its (runtime) config."""
+    d = config["data"]
+    return open_data(
+        DataSpec(
+            name=d["provider"],
+            data_root=d.get("data_root"),
+            download=d.get("download", False),
+            image_size=d.get("image_size"),
+            num_classes=d.get("num_classes"),
+            train_size=d.get("train_size"),
+            val_size=d.get("val_size"),
+            workers=d.get("workers", 0),
+        )
+    )
+
+
+def build_job_model(config: dict[str, Any], num_classes: int) -> nn.Module:
+    m = config["model"]
+    return ModelSpec(m["arch"], m["form"], m["num_classes"] or num_classes, m["attention"],
+                     m["options"]).build()
+
+
+def checkpoint_for(config: dict[str, Any], results_dir: str | Path) -> Checkpoint:
+    """A job's checkpoint: ``results/checkpoints/<config hash>.pt``."""
+    stored = {k: v for k, v in config.items() if k != "data"} | {
+        "data": {k: v for k, v in config["data"].items() if k not in ("data_root", "download")}
+    }
+    return Checkpoint(Path(results_dir) / "checkpoints" / f"{stable_hash(stored)}.pt")
+
+
+def evaluate(model: nn.Module, loader: Any, device: torch.device, amp: bool) -> EvalResult:
+    """Mean loss, top-1 and top-5 error (%) over ``loader``."""
+    model.eval()
+    loss = top1 = top5 = n = 0.0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = _to(x, device), y.to(device)
+            with _autocast(device, amp):
+                out = model(x)
+            loss += F.cross_entropy(out.float(), y, reduction="sum").item()
+            k = min(5, out.shape[1])
+            pred = out.topk(k, dim=1).indices
+            hit = pred == y[:, None]
+            top1 += hit[:, 0].sum().item()
+            top5 += hit.any(1).sum().item()
+            n += len(y)
+    if n == 0:
+        return EvalResult(float("nan"), float("nan"), float("nan"), 0)
+    return EvalResult(loss / n, 100 * (1 - top1 / n), 100 * (1 - top5 / n), int(n))
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def _autocast(device: torch.device, amp: bool) -> Any:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(
+    config: dict[str, Any],
+    checkpoint: Checkpoint,
+    hooks: Hooks = Hooks(),
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` to its last epoch (resuming if a checkpoint exists); return results."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp = device.type == "cuda"
+    t = config["train"]
+    seed_everything(config["seed"])
+    data = open_job_data(config)
+    model = build_job_model(config, data.num_classes).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=t["lr"], momentum=t["momentum"],
+                          weight_decay=t["weight_decay"], nesterov=t["nesterov"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, t["milestones"], t["gamma"])
+    state = TrainState()
+    saved, note = checkpoint.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        state = TrainState(saved["epoch"], list(saved["history"]))
+        note = f"resumed from checkpoint after epoch {state.epoch}"
+    if note:
+        hooks.on_resume(state.epoch, note)
+
+    for epoch in range(state.epoch, t["epochs"]):
+        metrics = _train_epoch(model, opt, data, epoch, config, device, amp, hooks)
+        sched.step()
+        val = evaluate(model, data.val_loader(t["eval_batch_size"]), device, amp)
+        metrics |= {"val_loss": val.loss, "top1_err": val.top1_err, "top5_err": val.top5_err}
+        state.epoch, state.history = epoch + 1, [*state.history, metrics]
+        checkpoint.save({
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": state.epoch, "history": state.history,
+            "rng": _rng_state(), "config_hash": checkpoint.path.stem,
+        })
+        hooks.on_epoch(epoch + 1, metrics)
+        if hooks.should_stop() and state.epoch < t["epochs"]:
+            raise Stopped(f"stopped after epoch {state.epoch}")
+
+    for variant in config.get("evals", []):
+        res = evaluate(model, data.val_loader(variant.get("batch_size", t["eval_batch_size"]),
+                                              variant.get("order", "natural")), device, amp)
+        hooks.on_eval(eval_key(variant), res.top1_err, res.top5_err)
+    return summarize(state.history, config, model)
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch: int,
+                 config: dict[str, Any], device: torch.device, amp: bool,
+                 hooks: Hooks) -> dict[str, float]:
+    t = config["train"]
+    model.train()
+    loss_sum = wrong = n = 0.0
+    lr = opt.param_groups[0]["lr"]
+    start = time.perf_counter()
+    for x, y in data.train_loader(epoch, t["batch_size"], config["seed"]):
+        x, y = _to(x, device), y.to(device)
+        with _autocast(device, amp):
+            out = model(x)
+            loss = F.cross_entropy(out.float(), y)
+        if not torch.isfinite(loss):
+            raise Diverged(f"diverged at epoch {epoch + 1}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.item() * len(y)
+        wrong += (out.argmax(1) != y).sum().item()
+        n += len(y)
+        if hooks.should_stop():
+            raise Stopped(f"stopped during epoch {epoch + 1}")
+    seconds = time.perf_counter() - start
+    return {"train_loss": loss_sum / max(n, 1), "train_err": 100 * wrong / max(n, 1), "lr": lr,
+            "images_per_s": n / seconds if seconds else 0.0, "seconds": seconds}
+
+
+def eval_key(variant: dict[str, Any]) -> str:
+    """``{"batch_size": 8}`` -> ``"batch_size=8"`` (sorted keys)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(variant.items()))
+
+
+def summarize(history: list[dict[str, float]], config: dict[str, Any],
+              model: nn.Module) -> dict[str, Any]:
+    """Best-epoch and last-epoch errors of a finished run."""
+    best = min(range(len(history)), key=lambda i: history[i]["top1_err"])
+    modes = sorted({m.eval_mode for m in model.modules() if isinstance(m, BA2M)})
+    return {
+        "best_top1_err": history[best]["top1_err"],
+        "best_top5_err": history[best]["top5_err"],
+        "best_epoch": best + 1,
+        "last_top1_err": history[-1]["top1_err"],
+        "last_top5_err": history[-1]["top5_err"],
+        "epochs": len(history),
+        "eval_mode": ",".join(modes) or "n/a",
+        "eval_batch_size": config["train"]["eval_batch_size"],
+    }
+
+
+def load_trained(config: dict[str, Any], results_dir: str | Path,
+                 data_root: str | None = None) -> tuple[nn.Module, Data]:
+    """The trained model of a stored job config (eval mode, CPU) and its data."""
+    runtime = {**config, "data": {**config["data"], "data_root": data_root}}
+    data = open_job_data(runtime)
+    model = build_job_model(config, data.num_classes)
+    saved, note = checkpoint_for(config, results_dir).load()
+    if saved is None:
+        raise FileNotFoundError(note or f"no checkpoint for this job under {results_dir}")
+    model.load_state_dict(saved["model"])
+    return model.eval(), data
