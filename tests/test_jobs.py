@@ -1,0 +1,74 @@
+"""Suite -> jobs: counts, hashes, profiles, filters."""
+
+from __future__ import annotations
+
+import pytest
+
+import suites
+from harness.errors import UserError
+from harness.jobs import Overrides, expand, parse_only, profile
+
+
+def test_expansion_counts() -> None:
+    paper = profile("paper")
+    assert len(expand(suites.get("table1"), paper)) == 12 * 5
+    assert len(expand(suites.get("table13"), paper)) == 16 * 5
+    assert len(expand(suites.get("table7"), profile("smoke"))) == 2
+    # §III-D: nine rows differing only in the test batch share one training job per seed
+    jobs = expand(suites.get("infer-batch"), paper)
+    assert len(jobs) == 5
+    assert [e["batch_size"] for e in jobs[0].config["evals"]] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def test_hashes_are_stable_and_distinct() -> None:
+    a = expand(suites.get("table8"), profile("paper"))
+    b = expand(suites.get("table8"), profile("paper"))
+    assert [j.config_hash for j in a] == [j.config_hash for j in b]
+    assert len({j.config_hash for j in a}) == len(a)
+    assert len({j.group_hash for j in a}) == 5  # five R values
+    seeds = [j for j in a if j.row.setting == "R=2"]
+    assert len({j.group_hash for j in seeds}) == 1 and len({j.config_hash for j in seeds}) == 5
+
+
+def test_repeated_tables_share_jobs() -> None:
+    """Table I's ResNet-50 + BA²M is Table VIII's R=32 and Table XIII's all-blocks job."""
+    paper = profile("paper")
+    t1 = {j.label: j.group_hash for j in expand(suites.get("table1"), paper)}
+    t8 = {j.row.setting: j.group_hash for j in expand(suites.get("table8"), paper)}
+    t13 = {j.row.setting: j.group_hash for j in expand(suites.get("table13"), paper)}
+    assert t1["ResNet-50 / ba2m"] == t8["R=32"] == t13["blocks=1+2+3+4"]
+
+
+def test_recipe_and_overrides() -> None:
+    job = expand(suites.get("fig5"), profile("paper"), Overrides(only="setting=N=64"))[0]
+    assert job.config["train"]["batch_size"] == 64
+    assert job.config["train"]["lr"] == pytest.approx(0.05)
+    assert job.config["model"]["options"]["reduction"] == 32  # every option in force is stored
+    short = expand(suites.get("table1"), profile("short"))[0].config["train"]
+    assert short["epochs"] == 41 and short["milestones"] == [20, 31]
+    smoke = expand(suites.get("table5"), profile("smoke"))[0]
+    assert smoke.config["data"]["provider"] == "synthetic" and not smoke.config["comparable"]
+
+
+def test_unavailable_rows_say_what_is_missing() -> None:
+    jobs = expand(suites.get("table5"), profile("smoke"))
+    se = next(j for j in jobs if j.row.method == "se")
+    assert se.unavailable and "not yet available" in se.unavailable and "'se'" in se.unavailable
+    assert next(j for j in jobs if j.row.method == "ba2m").unavailable is None
+
+
+@pytest.mark.parametrize("bad", ["method", "colour=red", "method=ba2m,,"])
+def test_malformed_only_filter(bad: str) -> None:
+    with pytest.raises(UserError, match="malformed --only"):
+        parse_only(bad)
+
+
+def test_filters_and_bad_numbers() -> None:
+    assert len(expand(suites.get("table9"), profile("paper"),
+                      Overrides(only="setting=branches=ca|branches=lsa"))) == 10
+    with pytest.raises(UserError, match="matches no row"):
+        expand(suites.get("table7"), profile("paper"), Overrides(only="method=se"))
+    with pytest.raises(UserError, match="positive"):
+        expand(suites.get("table7"), profile("paper"), Overrides(seeds=0))
+    with pytest.raises(UserError, match="unknown profile"):
+        profile("fast")
