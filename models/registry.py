@@ -24,9 +24,10 @@ from models.backbones import (
     StagedNet,
     resnet,
 )
+from models.lightweight import CIFAR_LIGHTWEIGHT
 
 FORMS = ("cifar", "imagenet")
-POSITIONS = ("between", "inside")
+POSITIONS = ("between", "inside", "replace")
 DEFAULT_CLASSES = {"cifar": 100, "imagenet": 1000}
 INPUT_SIZE = {"cifar": 32, "imagenet": 224}
 
@@ -44,6 +45,9 @@ class AttentionSpec:
     position: str
     stages: tuple[int, ...] | None  # None: every stage
     inside_scope: str = "all"  # inside: "all" blocks of a stage, or only its "last" block
+    #: For methods that rebuild layers instead of inserting a module (SK, AA, SASA):
+    #: ``transform(model, stages, **options)`` edits the model in place; position "replace".
+    transform: Callable[..., None] | None = None
 
 
 ATTENTIONS: dict[str, AttentionSpec] = {}
@@ -54,13 +58,16 @@ def register_attention(
     position: str,
     stages: tuple[int, ...] | None = None,
     inside_scope: str = "all",
+    transform: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: make an attention module buildable by ``name``.
 
-    The factory is called as ``factory(channels, **options)`` for each insertion point."""
+    The factory is called as ``factory(channels, **options)`` for each insertion point
+    ("between" stages or "inside" blocks). A method that rebuilds layers instead gives
+    ``position="replace"`` and ``transform(model, stages, **options)``."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ATTENTIONS[name] = AttentionSpec(name, factory, position, stages, inside_scope)
+        ATTENTIONS[name] = AttentionSpec(name, factory, position, stages, inside_scope, transform)
         return factory
 
     return deco
@@ -69,14 +76,18 @@ def register_attention(
 def architectures(form: str | None = None) -> list[tuple[str, str]]:
     """Every (form, arch) the zoo can build."""
     pairs = [("imagenet", a) for a in IMAGENET_RESNETS]
-    pairs += [("cifar", a) for a in (*CIFAR_RESNETS, *CIFAR_PREACT)]
+    pairs += [("cifar", a) for a in (*CIFAR_RESNETS, *CIFAR_PREACT, *CIFAR_LIGHTWEIGHT)]
     return [p for p in pairs if form is None or p[0] == form]
 
 
 def num_stages(arch: str, form: str) -> int:
     """How many stages ``arch`` has in ``form``."""
     spec = (IMAGENET_RESNETS if form == "imagenet" else CIFAR_RESNETS).get(arch)
-    return len(spec.depths) if spec is not None else 3
+    if spec is not None:
+        return len(spec.depths)
+    if arch in CIFAR_LIGHTWEIGHT:
+        return len(CIFAR_LIGHTWEIGHT[arch](10).stages)
+    return 3
 
 
 def resolved_options(
@@ -106,10 +117,11 @@ def build_backbone(arch: str, form: str, num_classes: int, **arch_options: Any) 
         return resnet(IMAGENET_RESNETS[arch], form, num_classes, **arch_options)
     if form == "cifar" and arch in CIFAR_RESNETS:
         return resnet(CIFAR_RESNETS[arch], form, num_classes, **arch_options)
-    if form == "cifar" and arch in CIFAR_PREACT:
+    builders = CIFAR_PREACT | CIFAR_LIGHTWEIGHT
+    if form == "cifar" and arch in builders:
         if arch_options:
             raise ModelConfigError(f"{arch} takes no architecture options, got {arch_options}")
-        return CIFAR_PREACT[arch](num_classes)
+        return builders[arch](num_classes)
     known = ", ".join(a for f, a in architectures(form))
     raise ModelConfigError(f"unknown {form} architecture {arch!r}; choose one of {known}")
 
@@ -184,8 +196,14 @@ def place(
             f"stages {list(chosen)} are not a non-empty set of distinct stages in 1..{n}"
         )
     position = position or spec.position
-    if position not in POSITIONS:
-        raise ModelConfigError(f"unknown position {position!r}; choose between or inside")
+    if position not in POSITIONS or (position == "replace") != (spec.transform is not None):
+        raise ModelConfigError(
+            f"position {position!r} does not fit {spec.name}; choose between or inside"
+            if spec.transform is None else f"{spec.name} only replaces layers (position replace)"
+        )
+    if spec.transform is not None:
+        spec.transform(model, sorted(chosen), **(options or {}))
+        return
     scope = inside_scope or spec.inside_scope
     if scope not in ("all", "last"):
         raise ModelConfigError(f"unknown inside_scope {scope!r}; choose all or last")

@@ -1,3 +1,8 @@
-"""Attention methods, one module each; importing this package registers them by name."""
+"""Attention methods, one module each. Importing this package imports every module in it, and
+each registers its method by name (``models.registry.register_attention``)."""
 
-from models.methods import ba2m  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")

@@ -1,0 +1,148 @@
+"""Audit of §III-D: is a trained BA²M model's test error the same at every test batch size?
+
+The paper: 'we activate the BA²M ... The size of test batch is {1,2,...,256}. All the results
+are 21.63%.' :func:`audit_infer_batch` re-evaluates a trained model at each size, with BA²M's
+evaluation mode ``batch`` (active: weights from a softmax over the test batch) and
+``identity`` (deactivated), over a shuffled and a class-sorted test order (a batch of one
+class is the worst case for a batch softmax). :func:`run_audit` stores the results in the
+database under eval keys ``audit:mode=M,order=O,batch_size=B`` so reports need not recompute.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from harness.db import COMPLETED, ResultsDB
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MODES = ("batch", "identity")
+ORDERS = ("shuffled", "class-sorted")
+AUDIT_PREFIX = "audit:"
+_KEY = re.compile(r"audit:mode=(?P<mode>[\w-]+),order=(?P<order>[\w-]+),batch_size=(?P<b>\d+)")
+COLUMNS = ("mode", "order", "batch_size", "effective_batch_size", "top1_err", "top5_err",
+           "images")
+
+
+def audit_key(mode: str, order: str, batch_size: int) -> str:
+    """The eval key under which one audit point is stored."""
+    return f"{AUDIT_PREFIX}mode={mode},order={order},batch_size={batch_size}"
+
+
+def set_eval_mode(model: torch.nn.Module, mode: str) -> list[str]:
+    """Set ``eval_mode`` on every BA²M of ``model``; returns the previous modes."""
+    from models.ba2m import BA2M
+
+    blocks = [m for m in model.modules() if isinstance(m, BA2M)]
+    before = [b.eval_mode for b in blocks]
+    for b in blocks:
+        b.eval_mode = mode
+    return before
+
+
+def audit_infer_batch(config: dict[str, Any], results_dir: str,
+                      batch_sizes: Sequence[int] = BATCH_SIZES,
+                      modes: Sequence[str] = MODES, orders: Sequence[str] = ORDERS,
+                      data_root: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """Top-1/top-5 error (%) of the trained model of ``config`` at each test batch size, in
+    each BA²M evaluation mode and test order: one row per (mode, order, batch size).
+
+    Sizes above the validation set are capped at its size (``effective_batch_size``); the
+    last batch of a pass may be smaller, as at any evaluation that keeps every image.
+    """
+    from models.ba2m import BA2M
+
+    from harness.train import evaluate, load_trained
+
+    model, data = load_trained(config, results_dir, data_root=data_root)
+    blocks = [m for m in model.modules() if isinstance(m, BA2M)]
+    if not blocks:
+        raise ValueError("the model has no BA²M module: nothing to audit")
+    original = [b.eval_mode for b in blocks]
+    device = torch.device("cpu")
+    cache: dict[tuple[str, str, int], Any] = {}
+    rows = []
+    try:
+        for mode in modes:
+            set_eval_mode(model, mode)
+            for order in orders:
+                for b in batch_sizes:
+                    eff = max(1, min(int(b), data.val_len))
+                    key = (mode, order, eff)
+                    if key not in cache:
+                        loader = data.val_loader(eff, order=order, seed=seed)
+                        cache[key] = evaluate(model, loader, device, amp=False)
+                    res = cache[key]
+                    rows.append({"mode": mode, "order": order, "batch_size": int(b),
+                                 "effective_batch_size": eff, "top1_err": res.top1_err,
+                                 "top5_err": res.top5_err, "images": res.images})
+    finally:
+        for blk, m in zip(blocks, original):
+            blk.eval_mode = m
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def run_audit(db_url: str | None = None, results_dir: str = "results",
+              suite: str = "infer-batch", batch_sizes: Sequence[int] = BATCH_SIZES,
+              modes: Sequence[str] = MODES, orders: Sequence[str] = ORDERS,
+              data_root: str | None = None) -> pd.DataFrame:
+    """Audit every completed BA²M job of ``suite`` and store each point with
+    ``ResultsDB.record_eval``; returns all points with ``job_id`` and ``seed``."""
+    frames = []
+    with ResultsDB(db_url) as db:
+        jobs = db.results_frame(suite)
+        jobs = jobs[jobs["status"] == COMPLETED].drop_duplicates("job_id")
+        for job in jobs.itertuples(index=False):
+            if "ba2m" not in str(job.config.get("model", {}).get("attention") or ""):
+                continue
+            frame = audit_infer_batch(job.config, results_dir, batch_sizes, modes, orders,
+                                      data_root=data_root)
+            for p in frame.itertuples(index=False):
+                db.record_eval(int(job.job_id), audit_key(p.mode, p.order, p.batch_size),
+                               p.top1_err, p.top5_err,
+                               extra={"effective_batch_size": p.effective_batch_size,
+                                      "images": p.images})
+            frames.append(frame.assign(job_id=int(job.job_id), seed=int(job.seed)))
+    if not frames:
+        return pd.DataFrame(columns=["job_id", "seed", *COLUMNS])
+    return pd.concat(frames, ignore_index=True)[["job_id", "seed", *COLUMNS]]
+
+
+def stored_audit(evals: pd.DataFrame) -> pd.DataFrame:
+    """Audit points stored in ``ResultsDB.eval_frame()`` rows, parsed."""
+    rows = []
+    for e in evals.itertuples(index=False):
+        m = _KEY.fullmatch(str(e.eval_key))
+        if m is None:
+            continue
+        extra = e.extra if isinstance(e.extra, dict) else {}
+        rows.append({"job_id": int(e.job_id), "seed": int(e.seed), "mode": m["mode"],
+                     "order": m["order"], "batch_size": int(m["b"]),
+                     "effective_batch_size": extra.get("effective_batch_size", int(m["b"])),
+                     "top1_err": e.top1_err, "top5_err": e.top5_err,
+                     "images": extra.get("images")})
+    return pd.DataFrame(rows, columns=["job_id", "seed", *COLUMNS])
+
+
+def audit_summary(points: pd.DataFrame, paper: float | None = None) -> pd.DataFrame:
+    """Per (mode, order): mean top-1 error at each batch size, the spread across sizes and
+    whether the error is the same at every size (the paper's claim)."""
+    if points.empty:
+        return pd.DataFrame()
+    out = []
+    for (mode, order), g in points.groupby(["mode", "order"], sort=False):
+        per = g.groupby("batch_size")["top1_err"].mean().sort_index()
+        spread = float(per.max() - per.min())
+        rec: dict[str, Any] = {"BA²M eval mode": mode, "test order": order}
+        rec.update({f"B={b}": f"{v:.2f}" for b, v in per.items()})
+        rec["spread (max-min)"] = f"{spread:.2f}"
+        rec["same at every size"] = "yes" if math.isclose(spread, 0, abs_tol=1e-9) else "no"
+        if paper is not None:
+            rec["paper"] = f"{paper:.2f} at every size"
+        out.append(rec)
+    return pd.DataFrame(out)
