@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -231,6 +232,16 @@ class Data:
             f"Data({self.name!r}, classes={self.num_classes}, size={self.image_size}, "
             f"train={self.train_len}, val={self.val_len})"
         )
+
+    def train_uint8(self) -> tuple[torch.Tensor, list[int]] | None:
+        """The training images as one (N, H, W, 3) uint8 tensor with their labels, where the
+        provider holds them so (torchvision CIFAR at 32x32), for the on-device pipeline of
+        ``harness.devicedata``; None otherwise."""
+        raw = getattr(self.train.base, "data", None)
+        size = (self.image_size, self.image_size, 3)
+        if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.shape[1:] == size:
+            return torch.from_numpy(raw[self.train.indices]), list(self.train.targets)
+        return None
 
     def train_loader(self, epoch: int, batch_size: int, seed: int) -> DataLoader:
         """Full batches in a (seed, epoch) permutation; augmentation fixed by (seed, epoch) too."""

@@ -155,7 +155,12 @@ def _data_config(suite: Suite, prof: Profile, over: Overrides) -> dict[str, Any]
     return data
 
 
-def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides) -> dict[str, Any]:
+#: Providers whose training set the on-device pipeline can hold (harness.devicedata).
+DEVICE_PIPELINE_PROVIDERS = ("cifar100", "cifar10")
+
+
+def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides,
+                  provider: str) -> dict[str, Any]:
     epochs = over.epochs or prof.epochs or max(1, round(recipe.epochs * prof.epoch_fraction))
     scale = epochs / recipe.epochs
     batch = over.batch_size or prof.batch_size or row.train.get("batch_size", recipe.batch_size)
@@ -174,6 +179,8 @@ def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides) -> d
         "gamma": recipe.gamma,
         "augment": recipe.augment,
         "eval_batch_size": batch,  # BA²M weighs the evaluation batch as it did in training
+        "pipeline": "device" if recipe.augment == "crop-flip"
+        and provider in DEVICE_PIPELINE_PROVIDERS else "loader",
     }
 
 
@@ -190,7 +197,7 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     config = {
         "model": spec.to_dict(),
         "data": data,
-        "train": _train_config(suite.recipe, row, prof, over),  # type: ignore[arg-type]
+        "train": _train_config(suite.recipe, row, prof, over, data["provider"]),  # type: ignore[arg-type]
         "evals": evals,
         "profile": prof.name,
         "comparable": prof.comparable and over.epochs is None and over.dataset is None,

@@ -12,7 +12,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch import nn
 
 from harness.config import ModelSpec, stable_hash
 from harness.data import Data, DataSpec, open_data
+from harness.devicedata import DeviceBatches
 from models.ba2m import BA2M
 
 
@@ -222,8 +223,11 @@ def train(
     if note:
         hooks.on_resume(state.epoch, note)
 
+    device_data = device_pipeline(data, config, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     for epoch in range(state.epoch, t["epochs"]):
-        metrics = _train_epoch(model, opt, data, epoch, config, device, amp, hooks)
+        metrics = _train_epoch(model, opt, data, epoch, config, device, amp, hooks, device_data)
         sched.step()
         val = evaluate(model, data.val_loader(t["eval_batch_size"]), device, amp)
         metrics |= {"val_loss": val.loss, "top1_err": val.top1_err, "top5_err": val.top5_err}
@@ -244,32 +248,63 @@ def train(
     return summarize(state.history, config, model)
 
 
+#: Batches between two checks of the loss for NaN/inf (each check waits for the device).
+CHECK_EVERY = 50
+
+
+def batches(data: Data, config: dict[str, Any], epoch: int, device: torch.device,
+            device_data: DeviceBatches | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's training batches, from the on-device pipeline or the DataLoader."""
+    t = config["train"]
+    if device_data is not None:
+        yield from device_data.epoch(epoch, t["batch_size"], config["seed"])
+        return
+    for x, y in data.train_loader(epoch, t["batch_size"], config["seed"]):
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def device_pipeline(data: Data, config: dict[str, Any], device: torch.device) -> DeviceBatches | None:
+    """The on-device pipeline when the job asks for it and the data allows it."""
+    if config["train"].get("pipeline") != "device":
+        return None
+    raw = data.train_uint8()
+    if raw is None:
+        raise ValueError(f"the on-device pipeline needs uint8 training images; {data.name} "
+                         "has none (use pipeline 'loader')")
+    return DeviceBatches(raw[0], raw[1], data.mean, data.std, device)
+
+
 def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch: int,
                  config: dict[str, Any], device: torch.device, amp: bool,
-                 hooks: Hooks) -> dict[str, float]:
-    t = config["train"]
+                 hooks: Hooks, device_data: DeviceBatches | None = None) -> dict[str, float]:
+    """One epoch; sums stay on the device, so the loop waits for it only every CHECK_EVERY."""
     model.train()
-    loss_sum = wrong = n = 0.0
+    loss_sum = torch.zeros((), device=device)
+    wrong = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
     lr = opt.param_groups[0]["lr"]
     start = time.perf_counter()
-    for x, y in data.train_loader(epoch, t["batch_size"], config["seed"]):
-        x, y = _to(x, device), y.to(device)
+    for step, (x, y) in enumerate(batches(data, config, epoch, device, device_data), 1):
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             out = model(x)
             loss = F.cross_entropy(out.float(), y)
-        if not torch.isfinite(loss):
-            raise Diverged(f"diverged at epoch {epoch + 1}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.item() * len(y)
-        wrong += (out.argmax(1) != y).sum().item()
+        loss_sum += loss.detach() * len(y)
+        wrong += (out.detach().argmax(1) != y).sum()
         n += len(y)
+        if step % CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+            raise Diverged(f"diverged at epoch {epoch + 1}")
         if hooks.should_stop():
             raise Stopped(f"stopped during epoch {epoch + 1}")
+    if not torch.isfinite(loss_sum):
+        raise Diverged(f"diverged at epoch {epoch + 1}")
     seconds = time.perf_counter() - start
-    return {"train_loss": loss_sum / max(n, 1), "train_err": 100 * wrong / max(n, 1), "lr": lr,
-            "images_per_s": n / seconds if seconds else 0.0, "seconds": seconds}
+    return {"train_loss": loss_sum.item() / max(n, 1), "train_err": 100 * wrong.item() / max(n, 1),
+            "lr": lr, "images_per_s": n / seconds if seconds else 0.0, "seconds": seconds}
 
 
 def eval_key(variant: dict[str, Any]) -> str:

@@ -29,6 +29,10 @@ METRIC_LABELS = {
     "params_m": "Params (M)", "flops_g": "FLOPs (G)", "err": "Err (%)",
     "top1_err": "Top-1 err (%)", "top5_err": "Top-5 err (%)", "std": "std",
     "recall": "Recall", "map": "mAP",
+    **{f"{ap}_{kind}": f"{shown} {name}"
+       for ap, shown in (("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("aps", "AP_S"),
+                         ("apm", "AP_M"), ("apl", "AP_L"))
+       for kind, name in (("bb", "box"), ("mask", "mask"))},
 }
 STATUSES = ("reproduced", "differs", "pending", "unavailable", "not comparable",
             "no paper value")
@@ -172,7 +176,8 @@ def _unavailable(suite: Suite, row: Row) -> str | None:
 
 def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
               default_seeds: int) -> RowReport:
-    """Judge one row from its matching jobs (a slice of ``ResultsDB.results_frame()``)."""
+    """Judge one row from its matching jobs (a slice of ``ResultsDB.results_frame()``); a row
+    with no job at all expects ``default_seeds`` (the paper's runs)."""
     stat = headline_statistic(suite)
     source = f"eval {eval_key(row.eval)}" if row.eval else "best epoch"
     rep = RowReport(suite, row, stat, source, "pending", "")
@@ -237,9 +242,7 @@ def build_rows(suite: Suite, results: pd.DataFrame, evals: pd.DataFrame) -> list
             continue
         mask = (sigs == sig) & results["config"].map(lambda c: _row_train_ok(row, c))
         per_row.append((row, results[mask]))
-    sizes = [j.groupby("group_hash").size().max() for _, j in per_row if len(j)]
-    default = max(sizes) if sizes else suite.seeds
-    return [build_row(suite, row, jobs, evals, default) for row, jobs in per_row]
+    return [build_row(suite, row, jobs, evals, suite.seeds) for row, jobs in per_row]
 
 
 # -------------------------------------------------------------------------------- frames
@@ -291,6 +294,7 @@ def display_frame(rows: Sequence[RowReport]) -> pd.DataFrame:
         return pd.DataFrame()
     suite = rows[0].suite
     main = error_metric(suite)
+    runnable = any(r.status != "unavailable" for r in rows)
     records = []
     for r in rows:
         rec: dict[tuple[str, str], str] = {
@@ -303,10 +307,11 @@ def display_frame(rows: Sequence[RowReport]) -> pd.DataFrame:
             paper = r.row.paper.get(metric)
             ours = r.reproduced(metric)
             rec[(label, "paper")] = "-" if paper is None else _fmt(paper)
-            rec[(label, "ours")] = _fmt(ours)
-            rec[(label, "Δ")] = (_fmt(ours - paper, sign=True)
-                                 if paper is not None and math.isfinite(ours) else "")
-        if main is not None:
+            if runnable:
+                rec[(label, "ours")] = _fmt(ours)
+                rec[(label, "Δ")] = (_fmt(ours - paper, sign=True)
+                                     if paper is not None and math.isfinite(ours) else "")
+        if main is not None and runnable:
             s = r.top1
             head = f"{METRIC_LABELS[main]} over seeds"
             rec[(head, "median")] = _fmt(s.median)

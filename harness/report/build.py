@@ -1,0 +1,203 @@
+"""Gather everything a report shows from the results database: :func:`build_report`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+import suites as suite_registry
+from harness.config import model_spec
+from harness.db import ResultsDB
+from harness.errors import UserError
+from harness.report.audit import stored_audit
+from harness.report.consistency import Flag, consistency_flags
+from harness.report.gains import gains_frame
+from harness.report.provenance import not_comparable_banner, provenance
+from harness.report.tables import RowReport, build_rows, long_frame
+from suites.base import Suite
+
+COST_MODES = ("count", "db", "none")
+MAX_CURVES = 12
+
+
+@dataclass
+class SuiteReport:
+    """One paper table or figure with its reproduction."""
+
+    suite: Suite
+    rows: list[RowReport]
+    gains: pd.DataFrame
+    provenance: dict[str, str]
+    banner: str | None
+    messages: list[str]
+    audit: pd.DataFrame
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.suite.name
+
+    def long(self) -> pd.DataFrame:
+        return long_frame(self.rows)
+
+
+@dataclass
+class Report:
+    """Everything one ``ba2m-bench report`` shows."""
+
+    suites: list[SuiteReport]
+    flags: list[Flag]
+    database: str
+    content_hash: str
+    generated_at: str
+    costs: str
+
+    @property
+    def banner(self) -> str | None:
+        """A report-wide warning when any table uses non-paper-profile results."""
+        flagged = [s.name for s in self.suites if s.banner]
+        if not flagged:
+            return None
+        return ("NOT COMPARABLE WITH THE PAPER: " + ", ".join(flagged) + " use smoke/short "
+                "profile results (synthetic or shortened training). Their numbers test the "
+                "pipeline; they are not reproductions of the paper's values.")
+
+
+def resolve_names(names: Sequence[str] | None) -> list[str]:
+    """Suite names from CLI words: suite names, roman numerals ("V", "III-D") or "all"."""
+    if not names or "all" in names:
+        return list(suite_registry.NAMES)
+    by_table = {s.table.upper(): s.name for s in suite_registry.all_suites()}
+    out = []
+    for n in names:
+        name = n if n in suite_registry.NAMES else by_table.get(n.upper())
+        if name is None:
+            raise UserError(f"unknown suite {n!r}; use a suite name "
+                            f"({', '.join(suite_registry.NAMES)}), a roman numeral or 'all'")
+        out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def attach_costs(db: ResultsDB, rows: Sequence[RowReport], mode: str) -> None:
+    """Counted params/FLOPs of each runnable row at the paper's input size: read from the
+    database's model stats, and (mode "count") counted and stored there when missing."""
+    if mode not in COST_MODES:
+        raise UserError(f"unknown costs mode {mode!r}; choose one of {', '.join(COST_MODES)}")
+    if mode == "none":
+        return
+    from harness import costs
+    from harness.counting import Counts
+
+    runnable = [r for r in rows if r.status != "unavailable" and r.suite.task == "classification"]
+    specs = {id(r): model_spec(r.suite, r.row) for r in runnable}
+    todo = []
+    for spec in {s.hash(): s for s in specs.values()}.values():
+        if spec.hash() in costs._COUNT_CACHE:
+            continue
+        stored = db.model_stats(spec.hash())
+        if stored is not None:
+            costs._COUNT_CACHE[spec.hash()] = Counts(
+                stored["params"], stored["flops"], stored["fvcore_total"],
+                uncounted=dict(stored["uncounted"]))
+        elif mode == "count":
+            todo.append(spec)
+    if todo:
+        costs.precount(todo)
+        for spec in todo:
+            c = costs._COUNT_CACHE[spec.hash()]
+            db.save_model_stats(spec.hash(), c.params, c.macs, c.fvcore_total,
+                                "harness.counting (paper MACs)", c.uncounted)
+    for r in runnable:
+        if specs[id(r)].hash() in costs._COUNT_CACHE:
+            c = costs.cost_row(r.suite, r.row)
+            r.params_m, r.flops_g = c.params_m, c.flops_g
+            r.cost_status = c.status
+
+
+def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame) -> list[str]:
+    name = suite.name
+    runnable = [r for r in rows if r.status != "unavailable"]
+    if not runnable:
+        why = rows[0].reason if rows else "no rows"
+        return [f"{name} cannot run yet: {why}. The paper's values are shown."]
+    out = []
+    if not any(r.job_ids for r in runnable):
+        out.append(f"no results for {name} yet: run `ba2m-bench run {name} --profile smoke` "
+                   f"(a quick pipeline check on synthetic data) or `ba2m-bench run {name} "
+                   f"--profile paper` (comparable with the paper).")
+    else:
+        pending = [r for r in runnable if r.status == "pending"]
+        if pending:
+            prof = next((r.profile for r in runnable if r.profile), "paper")
+            out.append(f"{len(pending)} of {len(rows)} rows pending: run `ba2m-bench run {name} "
+                       f"--profile {prof}` to finish them (finished jobs are not rerun).")
+        failed = sum(r.n_failed for r in runnable)
+        if failed:
+            out.append(f"{failed} job(s) failed: see `ba2m-bench status {name}`; rerun with "
+                       "--retry-failed.")
+        if any(r.other_groups for r in runnable):
+            out.append("some rows also have results under other configurations (profile, "
+                       "epochs or data); the most comparable one is shown.")
+    unavailable = [r for r in rows if r.status == "unavailable"]
+    if unavailable:
+        out.append(f"{len(unavailable)} row(s) unavailable: {unavailable[0].reason}")
+    if name == "infer-batch" and audit.empty and any(r.n_done for r in rows):
+        out.append("no §III-D audit stored yet: run `ba2m-bench audit` to evaluate the trained "
+                   "model at every test batch size, BA²M active and deactivated.")
+    return out
+
+
+def _curves(db: ResultsDB, rows: Sequence[RowReport]) -> dict[str, pd.DataFrame]:
+    """Per-epoch metrics of the first completed seed of each row (one per job)."""
+    out: dict[str, pd.DataFrame] = {}
+    seen: set[int] = set()
+    for r in rows:
+        if len(out) >= MAX_CURVES or not r.n_done:
+            continue
+        done = [(c.get("seed", 0), j) for c, j in zip(r.configs, r.job_ids)]
+        for _, job in sorted(done):
+            if job in seen:
+                break
+            ep = db.epochs_frame(job)
+            if not ep.empty:
+                seen.add(job)
+                out[f"{r.row.setting or r.row.method} ({r.row.backbone}, seed {_}, job {job})"] = ep
+                break
+    return out
+
+
+def build_suite(db: ResultsDB, suite: Suite, results: pd.DataFrame, evals: pd.DataFrame,
+                attempts: pd.DataFrame, costs: str) -> SuiteReport:
+    """The report of one suite from the database's frames."""
+    rows = build_rows(suite, results, evals)
+    attach_costs(db, rows, costs)
+    job_ids = {j for r in rows for j in r.job_ids}
+    audit = stored_audit(evals[evals["job_id"].isin(job_ids)]) if len(evals) else \
+        stored_audit(evals)
+    return SuiteReport(suite, rows, gains_frame(rows), provenance(rows, attempts),
+                       not_comparable_banner(rows), _messages(suite, rows, audit), audit,
+                       _curves(db, rows))
+
+
+def build_report(names: Sequence[str] | None = None, db_url: str | None = None,
+                 costs: str = "count") -> Report:
+    """Every named suite (all by default) beside the paper, with consistency flags.
+
+    ``costs``: "count" counts params/FLOPs not yet stored (and stores them), "db" uses only
+    stored counts, "none" skips them.
+    """
+    chosen = resolve_names(names)
+    with ResultsDB(db_url) as db:
+        results = db.results_frame()
+        evals = db.eval_frame()
+        attempts = db.attempts_frame()
+        reports = [build_suite(db, suite_registry.get(n), results, evals, attempts, costs)
+                   for n in chosen]
+        content = db.content_hash()
+        where = db.url
+    return Report(reports, consistency_flags(chosen), where, content,
+                  datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), costs)
+
