@@ -214,6 +214,45 @@ def status(
                           f"attempt(s): {f['reason']}", markup=False, highlight=False)
 
 
+@app.command()
+@friendly
+def bench(
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    arch: str = typer.Option("resnet50", "--arch", help="Architecture for the step timings."),
+    dataset: str = typer.Option("cifar100", "--dataset", help="cifar100, cifar10 or imagenet."),
+    batch: int = typer.Option(64, "--batch", help="Batch size of the step timings."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed repetitions (median is reported)."),
+    parts: str = typer.Option("step,loop,pipeline,count,gpu", "--parts",
+                              help="Comma-separated subset of step,loop,pipeline,count,gpu."),
+    json_path: str = typer.Option(None, "--json", help="Also write the JSON here."),
+) -> None:
+    """Speed and memory of BA²M, the training loop and the data pipeline, side by side."""
+    import torch
+
+    from harness.bench import run_bench, save, summary_line
+
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}; choose cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    chosen = tuple(p.strip() for p in parts.split(","))
+    unknown = set(chosen) - {"step", "loop", "pipeline", "count", "gpu"}
+    if unknown:
+        raise UserError(f"unknown bench part(s) {sorted(unknown)}; choose from "
+                        "step, loop, pipeline, count, gpu")
+    if batch < 1 or repeats < 1:
+        raise UserError("--batch and --repeats must be positive integers")
+    console.print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    res = run_bench(device, arch, dataset, batch, repeats, chosen)
+    for key, value in res.__dict__.items():
+        if value not in (None, {}, "") and key not in ("created_at",):
+            console.print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}",
+                          highlight=False)
+    path = save(res, path=json_path)
+    console.print(f"written: {path}")
+    console.print(summary_line(res), highlight=False)
+
+
 def _print_cost_table(frame: pd.DataFrame, title: str) -> None:
     """Compact terminal view: one line per row, reasons as numbered notes below."""
     notes: dict[str, int] = {}

@@ -1,0 +1,34 @@
+"""Reports: the paper's tables rebuilt from stored results, side by side with its values.
+
+Entry points for the command line:
+
+* :func:`generate_report` - build and write a report (markdown, latex, csv, html).
+* :func:`run_audit` - the §III-D test-batch-size audit, stored in the database.
+* :func:`consistency_flags` / :func:`flags_frame` - the paper's own inconsistencies.
+* :func:`write_training_curves` - loss/error/lr curves of one job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.report.audit import audit_infer_batch, run_audit
+from harness.report.build import Report, build_report, resolve_names
+from harness.report.consistency import Flag, consistency_flags, flags_frame
+from harness.report.render import FORMATS, write_report, write_training_curves
+
+
+def generate_report(names: Sequence[str] | None = None, formats: Sequence[str] = ("markdown",),
+                    out_dir: str | Path = "reports", db_url: str | None = None,
+                    costs: str = "count", figures: bool = True) -> tuple[Report, dict[str, Path]]:
+    """Build the report of ``names`` (suite names, roman numerals or "all"; None = all) from
+    the database and write it in each format under ``out_dir``; returns the report and
+    format -> written file."""
+    report = build_report(names, db_url=db_url, costs=costs)
+    return report, write_report(report, formats, out_dir, figures=figures)
+
+
+__all__ = ["FORMATS", "Flag", "Report", "audit_infer_batch", "build_report",
+           "consistency_flags", "flags_frame", "generate_report", "resolve_names", "run_audit",
+           "write_report", "write_training_curves"]
