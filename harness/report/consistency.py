@@ -79,8 +79,12 @@ def _cell(suite: Suite, row: Row, metric: str) -> Cell:
 
 
 def _who(row: Row) -> str:
-    name = row.backbone if row.method == "baseline" else f"{row.backbone} + {method_name(row.method)}"
-    return f"{name} ({row.setting})" if row.setting else name
+    return _describe(row.backbone, row.method, row.setting)
+
+
+def _describe(backbone: str, method: str, setting: str) -> str:
+    name = backbone if method == "baseline" else f"{backbone} + {method_name(method)}"
+    return f"{name} ({setting})" if setting else name
 
 
 # ------------------------------------------------------------------------------- checks
@@ -229,8 +233,7 @@ def repeated_rows(all_suites: Sequence[Suite]) -> list[Flag]:
 
 
 def _who_cell(c: Cell) -> str:
-    name = c.backbone if c.method == "baseline" else f"{c.backbone} + {method_name(c.method)}"
-    return f"{name} ({c.setting})" if c.setting else name
+    return _describe(c.backbone, c.method, c.setting)
 
 
 def coincident_values(all_suites: Sequence[Suite]) -> list[Flag]:

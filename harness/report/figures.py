@@ -38,8 +38,8 @@ def _new(width: float = 7.0, height: float = 4.2) -> Figure:
 def _not_comparable_note(fig: Figure, rows: Sequence[RowReport]) -> None:
     profiles = sorted({r.profile for r in rows if r.n_done and not r.comparable and r.profile})
     if profiles:
-        fig.text(0.01, 0.005, f"ours: {'/'.join(profiles)} profile, NOT comparable with the paper",
-                 fontsize=8, color="#b00020", ha="left", va="bottom")
+        fig.suptitle(f"ours: {'/'.join(profiles)} profile - NOT comparable with the paper",
+                     fontsize=9, color="#b00020")
 
 
 def _number(text: str, key: str) -> float | None:
@@ -72,9 +72,6 @@ def bars_figure(rows: Sequence[RowReport], title: str, xlabel: str = "") -> Figu
     ax.bar(x - w / 2, pv, w, yerr=ps, capsize=3, color=PAPER_COLOR, label="paper (mean ± std)")
     ax.bar(x + w / 2, np.nan_to_num(ov), w, yerr=os_, capsize=3, color=OURS_COLOR,
            label="ours (mean ± std)")
-    for i, r in enumerate(rows):
-        if not r.n_done:
-            ax.text(x[i] + w / 2, 0, "pending", rotation=90, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, labels, rotation=45 if len(rows) > 8 else 0, ha="right" if len(rows) > 8
                   else "center")
     ax.set_xlabel(xlabel)
@@ -83,8 +80,13 @@ def bars_figure(rows: Sequence[RowReport], title: str, xlabel: str = "") -> Figu
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max() + max(os_.max(), ps.max()))
         ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1) - 1), hi + 0.1 * (hi - lo + 1) + 0.5)
+    bottom = ax.get_ylim()[0]
+    for i, r in enumerate(rows):
+        if not r.n_done:
+            ax.text(x[i] + w / 2, bottom, " pending", rotation=90, ha="center", va="bottom",
+                    fontsize=7, color="#555")
     ax.set_title(title, **_TITLE)
-    ax.legend(fontsize=8, loc="upper right")
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     _not_comparable_note(fig, rows)
     return fig
@@ -112,7 +114,7 @@ def reduction_figure(rows: Sequence[RowReport], title: str) -> Figure:
     ax2.set_ylabel("params (M)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center")
+    fig.legend(h1 + h2, l1 + l2, fontsize=8, loc="outside lower center", ncol=4)
     ax.set_title(title, **_TITLE)
     ax.grid(alpha=0.3)
     _not_comparable_note(fig, rows)

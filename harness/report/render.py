@@ -44,6 +44,7 @@ class FigureFile:
     title: str
     png: Path
     svg: Path
+    wide: bool = False  # shown at full page width
 
 
 # ------------------------------------------------------------------------------ figures
@@ -99,7 +100,7 @@ def make_figures(report: Report, out_dir: str | Path) -> dict[str, list[FigureFi
         files = []
         for stem, title, fig in suite_figures(sr):
             png, svg = F.save_figure(fig, fig_dir, stem)
-            files.append(FigureFile(sr.name, stem, title, png, svg))
+            files.append(FigureFile(sr.name, stem, title, png, svg, fig.get_figwidth() > 8))
         out[sr.name] = files
     return out
 
@@ -132,6 +133,10 @@ def short_name(table: str) -> str:
 
 def _title(sr: SuiteReport) -> str:
     return f"{short_name(sr.suite.table)}: {sr.suite.title} ({sr.suite.name})"
+
+
+def _runnable(sr: SuiteReport) -> bool:
+    return any(r.status != "unavailable" for r in sr.rows)
 
 
 def _notes(sr: SuiteReport) -> list[str]:
@@ -175,7 +180,8 @@ def render_markdown(report: Report, figs: dict[str, list[FigureFile]], out_dir: 
         if sr.banner:
             out += [f"> **{sr.banner}**", ""]
         out += [f"- {m}" for m in sr.messages] + ([""] if sr.messages else [])
-        out += [rule_text(sr.suite), "", md_table(display_frame(sr.rows)), ""]
+        out += ([rule_text(sr.suite), ""] if _runnable(sr) else [])
+        out += [md_table(display_frame(sr.rows)), ""]
         out += [f"_{n}_" for n in _notes(sr)] + [""]
         if not sr.gains.empty:
             out += ["**Gains over the baseline** (baseline − method error; Welch 95% CI over "
@@ -258,7 +264,8 @@ def render_latex(report: Report, figs: dict[str, list[FigureFile]], out_dir: Pat
             out.append(rf"\noindent\textbf{{{tex(sr.banner)}}}\par")
         for m in sr.messages:
             out.append(rf"\noindent {tex(m)}\par")
-        out += [r"\begin{table}[h]\centering", rf"\caption{{{tex(rule_text(sr.suite))}}}",
+        caption = rule_text(sr.suite) if _runnable(sr) else "Paper values (not runnable yet)"
+        out += [r"\begin{table}[h]\centering", rf"\caption{{{tex(caption)}}}",
                 r"\resizebox{\textwidth}{!}{%", latex_tabular(display_frame(sr.rows)) + "}",
                 r"\end{table}"]
         if not sr.gains.empty:
@@ -275,8 +282,9 @@ def render_latex(report: Report, figs: dict[str, list[FigureFile]], out_dir: Pat
         out += [rf"\item {tex(k)}: {tex(v)}" for k, v in sr.provenance.items()]
         out.append(r"\end{itemize}")
         for f in figs.get(sr.name, []):
+            rel = f.png.relative_to(out_dir).as_posix()
             out += [r"\begin{figure}[h]\centering",
-                    rf"\includegraphics[width=0.7\textwidth]{{{f.png.relative_to(out_dir).as_posix()}}}",
+                    rf"\includegraphics[width=0.7\textwidth]{{{rel}}}",
                     rf"\caption{{{tex(f.title)}}}", r"\end{figure}"]
         out.append(r"\clearpage")
     out += [r"\subsection*{The paper's own inconsistencies}", r"\begin{itemize}"]
@@ -311,9 +319,9 @@ border-bottom:2px solid #1f4e79;padding-bottom:4px}
 font-weight:600;margin:12px 0;border-radius:4px}
 .msg{background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px;margin:6px 0}
 .wrap{overflow-x:auto;margin:8px 0}
-table{border-collapse:collapse;font-size:13px;margin:4px 0}
-th,td{border:1px solid #c9cdd2;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#eef2f6} td.l,th.l{text-align:left}
+table{border-collapse:collapse;font-size:12px;margin:4px 0}
+th,td{border:1px solid #c9cdd2;padding:2px 5px;text-align:right;white-space:nowrap}
+th{background:#eef2f6} td.l,th.l{text-align:left} th.g{text-align:center}
 tr:nth-child(even) td{background:#fafbfc}
 td.ok{background:#e3f4e1!important;color:#1d6b1d} td.bad{background:#fde2e2!important;color:#9b1c1c}
 td.pend{background:#fff4d6!important;color:#7a5a00} td.na{color:#6b7280}
@@ -321,8 +329,10 @@ td.nc{background:#efe7fb!important;color:#5b2a86}
 .rule,.note{font-size:12.5px;color:#444;max-width:1100px}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:12.5px;
 margin:6px 0} dl.prov dt{font-weight:600;color:#333} dl.prov dd{margin:0;word-break:break-word}
-figure{margin:14px 0;display:inline-block;vertical-align:top;max-width:100%}
-figure img{max-width:100%;height:auto;border:1px solid #ddd}
+.figs{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+figure{margin:6px 0;flex:0 1 calc(50% - 7px);min-width:320px}
+figure.wide{flex-basis:100%}
+figure img{width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:12px;color:#555}
 .flags li{margin:6px 0} .flags .cells{font-size:11.5px;color:#555}
 .sev-inconsistency{color:#9b1c1c;font-weight:600} .sev-note{color:#555;font-weight:600}
@@ -351,7 +361,7 @@ def html_table(frame: pd.DataFrame, status_cols: Iterable[object] = ()) -> str:
                 groups[-1][1] += 1
             else:
                 groups.append([c[0], 1])
-        head.append("<tr>" + "".join(f'<th colspan="{n}">{html.escape(str(g))}</th>'
+        head.append("<tr>" + "".join(f'<th class="g" colspan="{n}">{html.escape(str(g))}</th>'
                                      for g, n in groups) + "</tr>")
         head.append("<tr>" + "".join(f'<th class="{"l" if c in left else ""}">'
                                      f"{html.escape(str(c[1]))}</th>" for c in cols) + "</tr>")
@@ -391,7 +401,8 @@ def render_html(report: Report, figs: dict[str, list[FigureFile]], out_dir: Path
         if sr.banner:
             parts.append(f'<div class="banner">{e(sr.banner)}</div>')
         parts += [f'<div class="msg">{e(m)}</div>' for m in sr.messages]
-        parts.append(f'<p class="rule">{e(rule_text(sr.suite))}</p>')
+        if _runnable(sr):
+            parts.append(f'<p class="rule">{e(rule_text(sr.suite))}</p>')
         frame = display_frame(sr.rows)
         parts.append(html_table(frame, [c for c in frame.columns if _flat(c) == "status"]))
         parts += [f'<p class="note">{e(n)}</p>' for n in _notes(sr)]
@@ -406,10 +417,15 @@ def render_html(report: Report, figs: dict[str, list[FigureFile]], out_dir: Path
             parts.append(html_table(audit_summary(sr.audit, paper)))
         parts.append("<h3>Provenance</h3><dl class='prov'>" + "".join(
             f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in sr.provenance.items()) + "</dl>")
-        for f in figs.get(sr.name, []):
-            data = base64.b64encode(f.png.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{e(f.title)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{e(f.title)}</figcaption></figure>")
+        if figs.get(sr.name):
+            parts.append('<div class="figs">')
+            for f in figs[sr.name]:
+                data = base64.b64encode(f.png.read_bytes()).decode("ascii")
+                wide = ' class="wide"' if f.wide else ""
+                parts.append(f'<figure{wide}><img alt="{e(f.title)}" '
+                             f'src="data:image/png;base64,{data}">'
+                             f"<figcaption>{e(f.title)}</figcaption></figure>")
+            parts.append("</div>")
     parts.append('<h2 id="flags">The paper\'s own inconsistencies</h2><ul class="flags">')
     for f in report.flags:
         cells = "; ".join(map(str, f.cells[:16])) + (" …" if len(f.cells) > 16 else "")

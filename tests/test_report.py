@@ -1,0 +1,231 @@
+"""Reports from a real smoke run: every format, figures, pending rows, gains, the §III-D audit,
+the paper's consistency flags and an empty database."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.report import (FORMATS, build_report, consistency_flags, flags_frame,
+                            generate_report, run_audit, write_report)
+from harness.report.audit import stored_audit
+from harness.report.stats import summarize, t_quantile, welch_gain, within_rule
+from harness.report.tables import display_frame
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+AUDIT_SIZES = (2, 256)  # 256 is capped at the 64 validation images
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A real smoke run: table7 (2 rows x 2 seeds) and infer-batch (1 job), one epoch each on
+    synthetic data; then the §III-D audit."""
+    from harness.runner import RunOptions, run_suite
+
+    root = tmp_path_factory.mktemp("smoke")
+    db, results = str(root / "ba2m.sqlite"), str(root / "results")
+    common = dict(profile="smoke", db_url=db, results_dir=results, progress=False)
+    for name, extra in (("table7", {"seeds": 2}), ("infer-batch", {})):
+        counts = run_suite(name, RunOptions(**common, **extra))
+        assert counts["FAILED"] == 0, counts["failures"]
+    audit = run_audit(db, results, batch_sizes=AUDIT_SIZES)
+    audit.to_pickle(root / "audit.pkl")
+    return {"db": db, "results": results, "root": str(root), "audit": str(root / "audit.pkl")}
+
+
+@pytest.fixture(scope="module")
+def written(smoke: dict[str, str]) -> dict[str, Path]:
+    """table7 and infer-batch (given as its numeral) in every format, params/FLOPs counted."""
+    out = Path(smoke["root"]) / "reports"
+    _, files = generate_report(["table7", "III-D"], FORMATS, out, smoke["db"], costs="count")
+    return files
+
+
+# -------------------------------------------------------------------------- formats
+def test_every_format_has_the_rows_and_paper_values(written: dict[str, Path]) -> None:
+    assert set(written) == set(FORMATS)
+    for fmt, path in written.items():
+        text = path.read_text(encoding="utf-8")
+        for needle in ("ResNet-50", "inside", "between", "17.71", "17.6", "21.63"):
+            assert needle in text, (fmt, needle)
+        if fmt != "csv":
+            assert "NOT COMPARABLE" in text, fmt
+    assert "\\begin{tabular}" in written["latex"].read_text()
+    assert "| Backbone | Method | Setting |" in written["markdown"].read_text()
+
+
+def test_csv_is_long_form_with_seed_statistics(written: dict[str, Path]) -> None:
+    frame = pd.read_csv(written["csv"])
+    for col in ("table", "backbone", "method", "setting", "metric", "paper",
+                "reproduced_median", "mean", "std", "n", "status", "best_epoch_median",
+                "last_epoch_median", "diff", "profile"):
+        assert col in frame.columns
+    err = frame[(frame["table"] == "VII") & (frame["metric"] == "err")]
+    assert list(err["setting"]) == ["inside", "between"]
+    assert list(err["paper"]) == [17.71, 17.60]
+    assert (err["n"] == 2).all() and err["std"].notna().all()
+    assert err["reproduced"].between(0, 100).all()
+    assert (err["status"] == "not comparable (smoke profile)").all()
+    assert (frame[frame["metric"] == "params_m"]["reproduced"].dropna() > 1).all()
+    flags = pd.read_csv(written["csv"].parent / "flags.csv")
+    assert {"kind", "tables", "cells", "message"} <= set(flags.columns)
+
+
+def test_figures_are_png_and_svg(written: dict[str, Path]) -> None:
+    figs = written["markdown"].parent / "figures"
+    stems = {p.stem for p in figs.glob("*.png")}
+    assert {"table7-bars", "infer-batch-test-batch", "table7-curves", "table7-scatter"} <= stems
+    for stem in stems:
+        assert (figs / f"{stem}.png").read_bytes()[:8] == PNG_MAGIC
+        root = ET.parse(figs / f"{stem}.svg").getroot()
+        assert root.tag.endswith("svg")
+    assert "![Table VII: position of BA²M](figures/table7-bars.png)" in \
+        written["markdown"].read_text()
+
+
+def test_html_is_one_self_contained_page(written: dict[str, Path]) -> None:
+    text = written["html"].read_text(encoding="utf-8")
+    links = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']*)', text)
+    assert links, "expected embedded figures and in-page links"
+    external = [u for u in links if not u.startswith(("data:", "#"))]
+    assert external == []
+    assert text.count("data:image/png;base64,") >= 4
+    assert "<link" not in text and "<script" not in text
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_html_renders_in_headless_chromium(written: dict[str, Path], tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1400,3000",
+                    written["html"].resolve().as_uri()], check=True, capture_output=True,
+                   timeout=120)
+    assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 20_000
+
+
+# ------------------------------------------------------------------ statuses and gains
+def test_missing_runs_show_pending(smoke: dict[str, str], tmp_path: Path) -> None:
+    report = build_report(["table8"], smoke["db"], costs="none")
+    rows = {r.row.setting: r for r in report.suites[0].rows}
+    for r in ("R=2", "R=4", "R=8", "R=16"):
+        assert rows[r].status_text == "pending (0/5 seeds)"
+    # R=32 is Table VII's 'between' model: its jobs are found by content
+    assert rows["R=32"].n_done == 2 and rows["R=32"].status == "not comparable"
+    assert any("4 of 5 rows pending" in m for m in report.suites[0].messages)
+    md = write_report(report, ["markdown"], tmp_path)["markdown"].read_text()
+    assert md.count("pending (0/5 seeds)") == 4
+    assert "70.80" in md  # the paper's params of R=2, shown although pending
+
+
+def test_gains_need_two_seeds_on_each_side(smoke: dict[str, str]) -> None:
+    # Table XIII: '1+2+3+4' is Table VII's 'between' model (2 seeds), its baseline never ran
+    report = build_report(["table13"], smoke["db"], costs="none")
+    sr = report.suites[0]
+    assert {r.row.setting for r in sr.rows if r.n_done} == {"blocks=1+2+3+4"}
+    gains = sr.gains.set_index("setting")
+    assert len(gains) == 15
+    full = gains.loc["blocks=1+2+3+4"]
+    assert full["paper_gain"] == pytest.approx(21.49 - 17.60)
+    assert (full["n_method"], full["n_baseline"]) == (2, 0)
+    assert math.isnan(full["ci_low"]) and pd.isna(full["significant"])
+    assert full["note"] == "needs >= 2 completed seeds each (have 2 and 0)"
+
+
+def test_empty_database_says_what_to_run(tmp_path: Path) -> None:
+    report, files = generate_report(["table7", "table14"], ["markdown", "html"], tmp_path / "r",
+                                    str(tmp_path / "empty.sqlite"), costs="none")
+    t7, t14 = report.suites
+    assert any("no results for table7 yet: run `ba2m-bench run table7 --profile smoke`" in m
+               for m in t7.messages)
+    assert all(r.status_text == "pending (0/5 seeds)" for r in t7.rows)
+    assert "cannot run yet" in t14.messages[0]
+    assert all(r.status == "unavailable" for r in t14.rows)
+    md = files["markdown"].read_text()
+    assert "17.71" in md and "pending (0/5 seeds)" in md and "ba2m-bench run table7" in md
+    frame = display_frame(t7.rows)
+    assert list(frame[("Err (%)", "paper")]) == ["17.71", "17.60"]
+
+
+# ------------------------------------------------------------------------------ audit
+def test_audit_points_cover_every_mode_order_and_size(smoke: dict[str, str]) -> None:
+    audit = pd.read_pickle(smoke["audit"])
+    assert len(audit) == 2 * 2 * len(AUDIT_SIZES)
+    keys = set(zip(audit["mode"], audit["order"], audit["batch_size"]))
+    assert keys == {(m, o, b) for m in ("batch", "identity")
+                    for o in ("shuffled", "class-sorted") for b in AUDIT_SIZES}
+    assert audit["top1_err"].between(0, 100).all() and audit["top5_err"].between(0, 100).all()
+    assert (audit["effective_batch_size"] <= 64).all()  # the smoke val set has 64 images
+    # identity mode ignores the batch: the same error at every size
+    ident = audit[audit["mode"] == "identity"]
+    assert ident.groupby("order")["top1_err"].nunique().eq(1).all()
+
+
+def test_audit_is_stored_and_reported(smoke: dict[str, str], written: dict[str, Path]) -> None:
+    from harness.db import ResultsDB
+
+    with ResultsDB(smoke["db"]) as db:
+        stored = stored_audit(db.eval_frame("infer-batch"))
+    assert len(stored) == 2 * 2 * len(AUDIT_SIZES)
+    html = written["html"].read_text(encoding="utf-8")
+    assert "§III-D audit" in html and "same at every size" in html
+
+
+# ---------------------------------------------------------------------- consistency
+def test_consistency_flags_find_the_known_inconsistencies() -> None:
+    flags = consistency_flags()
+    msgs = {f.kind: [] for f in flags}
+    for f in flags:
+        msgs[f.kind].append(f)
+
+    def has(kind: str, *needles: str) -> bool:
+        return any(all(n in f.message for n in needles) for f in msgs.get(kind, []))
+
+    assert has("cheaper-than-baseline", "Table I:", "ResNet-101 + BA²M", "42.32 < 42.7")
+    assert has("cheaper-than-baseline", "Table V:", "ResNet-101 + GE", "33.7 < 44.55")
+    assert has("ba2m-increment", "ResNet-18 +0.59", "ResNet-34 +0.12")
+    assert has("text-claim", "§III-D", "deactivate")
+    assert has("worse-than-baseline", "ResNet-101 + GC", "25.36 vs 23.38")
+    assert has("worse-than-baseline", "Table XI", "ResNet-101 + SE", "20.89 vs 20")
+    assert has("worse-than-baseline", "WRN-28 (w=10) + GE", "20.2 vs 18.89")
+    assert has("identical-costs", "Table V", "ResNet-50 + SE and CBAM", "28.09")
+    assert has("coincident-values", "Table VII", "inside", "Table VIII", "R=2")
+    assert has("inferred-rows", "Table IX") and has("inferred-rows", "Table XIII")
+    repeats = {f.tables for f in msgs["repeated-rows"]}
+    assert ("I", "XI") in repeats and ("II", "XII") in repeats and ("VI", "XI") in repeats
+    for f in flags:
+        assert f.cells and all(c.table for c in f.cells)
+    # cells name table/backbone/method/metric/value
+    ge = next(f for f in msgs["cheaper-than-baseline"] if "GE" in f.message and "V:" in f.message)
+    assert any(c.metric == "params_m" and c.value == 33.70 and c.method == "ge" for c in ge.cells)
+
+
+def test_flags_are_filtered_by_table() -> None:
+    only = consistency_flags(["table7"])
+    assert only and all("VII" in f.tables for f in only)
+    frame = flags_frame(only)
+    assert list(frame.columns) == ["kind", "severity", "tables", "cells", "message"]
+
+
+# ------------------------------------------------------------------------------ stats
+def test_t_quantiles_match_the_table() -> None:
+    for df, q in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)):
+        assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-3)
+    assert t_quantile(0.975, math.inf) == pytest.approx(1.960, abs=1e-3)
+
+
+def test_welch_gain_and_rule() -> None:
+    base, ours = summarize([21.4, 21.6, 21.5]), summarize([17.5, 17.7, 17.6])
+    g = welch_gain(base, ours)
+    assert g.diff == pytest.approx(3.9) and g.significant is True
+    assert g.low == pytest.approx(3.9 - 2.776 * math.sqrt(2 * 0.01 / 3), abs=1e-3)
+    assert welch_gain(summarize([1.0]), ours).significant is None
+    assert within_rule(17.9, 17.6, std=math.nan)  # 0.5-point tolerance
+    assert not within_rule(18.2, 17.6, std=0.2)
+    assert within_rule(18.2, 17.6, std=0.35)  # 2 x std
