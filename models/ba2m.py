@@ -42,10 +42,10 @@ class BA2MConfigError(ValueError):
 
 def reduced_width(channels: int, reduction: int, min_channels: int) -> int:
     """Width of the reduced branches: max(C / R, min_channels) (§IV-D4: 'minimum number of
-    channels ... is 32')."""
+    channels ... is 32'). R must divide C only where C / R decides the width."""
     if reduction < 1:
         raise BA2MConfigError(f"reduction R must be a positive integer, got {reduction}")
-    if channels % reduction and channels >= reduction:
+    if channels % reduction and channels // reduction > min_channels:
         raise BA2MConfigError(
             f"reduction R={reduction} does not divide the {channels} channels; "
             f"choose an R that divides {channels} (e.g. a power of two)"

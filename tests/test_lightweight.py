@@ -12,7 +12,6 @@ from torch import nn
 
 from harness.counting import count, count_params
 from models import BA2M, architectures, build_model
-from models.ba2m import BA2MConfigError
 from models.lightweight import CIFAR_LIGHTWEIGHT
 from models.registry import num_stages
 
@@ -74,22 +73,7 @@ def test_ba2m_after_every_stage_and_one_sgd_step(arch: str) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
 
 
-@pytest.mark.parametrize(
-    "arch",
-    [
-        pytest.param(
-            a,
-            marks=pytest.mark.xfail(
-                a != "mobilenetv2",
-                raises=BA2MConfigError,
-                strict=True,
-                reason="reduced_width rejects R=32 on widths it does not divide even where the "
-                "width is max(C/R, 32) = 32 (docs/lightweight.md, 'BA2M on these widths')",
-            ),
-        )
-        for a in ARCHS
-    ],
-)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_ba2m_with_the_default_reduction(arch: str) -> None:
     m = build_model(arch, form="cifar", attention="ba2m")
     assert [a.width for a in m.after] == [32] * len(m.stages)

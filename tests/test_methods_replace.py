@@ -190,12 +190,9 @@ def test_sasa_replaces_every_bottleneck_3x3_and_pools_strided_ones() -> None:
 
 @pytest.mark.parametrize("method", ["sk", "aa", "sasa"])
 def test_each_combines_with_ba2m(method: str) -> None:
-    arch = "resnet50"
-    model = build_model(arch, form="cifar", attention=f"{method}+ba2m").eval()
+    model = build_model("resnet50", form="cifar", attention=f"{method}+ba2m")
     assert sum(type(m).__name__ == "BA2M" for m in model.modules()) == len(model.stages)
     assert any(isinstance(m, (SKConv, AAConv, LocalSelfAttention)) for m in model.modules())
-    with torch.no_grad():
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
 
 def test_factories_build_standalone_layers() -> None:

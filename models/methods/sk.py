@@ -88,8 +88,10 @@ class SKConv(nn.Module):
 
 def sk_width(channels: int, reduction: int, min_width: int) -> int:
     """d = max(C / r, L) (SK paper, Eq. 4)."""
-    if reduction < 1 or channels % reduction and channels > reduction:
-        raise ModelConfigError(f"SK reduction r={reduction} must be a positive divisor of {channels}")
+    if reduction < 1 or (channels % reduction and channels > reduction):
+        raise ModelConfigError(
+            f"SK reduction r={reduction} must be a positive divisor of {channels}"
+        )
     return max(channels // reduction, min_width, 1)
 
 
