@@ -538,11 +538,12 @@ class ResultsDB:
                 Job.config_hash.in_(list(config_hashes)), Job.status == RUNNING
             ).values(heartbeat=None, updated_at=_now())).rowcount
 
-    def requeue(self, config_hashes: Iterable[str]) -> int:
-        """Put FAILED or CANCELLED jobs back to PENDING; returns how many."""
+    def requeue(self, config_hashes: Iterable[str],
+                statuses: Sequence[str] = (FAILED, CANCELLED)) -> int:
+        """Put jobs in ``statuses`` (FAILED or CANCELLED) back to PENDING; returns how many."""
         with self._write() as s:
             return s.execute(update(Job).where(
-                Job.config_hash.in_(list(config_hashes)), Job.status.in_([FAILED, CANCELLED])
+                Job.config_hash.in_(list(config_hashes)), Job.status.in_(list(statuses))
             ).values(status=PENDING, updated_at=_now())).rowcount
 
     # ---------------------------------------------------------------------------- reading

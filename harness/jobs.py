@@ -210,7 +210,8 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
 def _detection_job(suite: Suite, row: Row) -> Job:
     config = {"suite": suite.name, "row": row.label, "task": suite.task}
     h = stable_hash(config)
-    return Job(suite.name, row, 0, {**config, "seed": 0}, h, h, row.available or "detection")
+    why = f"not yet available: {row.available or suite.task} ({suite.name}: {row.label})"
+    return Job(suite.name, row, 0, {**config, "seed": 0}, h, h, why)
 
 
 def runtime_config(config: dict[str, Any], data_root: str | None, download: bool) -> dict:

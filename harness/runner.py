@@ -26,8 +26,10 @@ from harness.errors import UserError
 from harness.jobs import Job, Overrides, expand, profile, runtime_config
 from harness.progress import watch
 
-HEARTBEAT_S = 10.0
-STALE_AFTER_S = 120.0
+HEARTBEAT_S = float(os.environ.get("BA2M_HEARTBEAT_S", 10.0))
+STALE_AFTER_S = max(120.0, 6 * HEARTBEAT_S)
+WAIT_S = 2.0  # a worker with nothing to claim re-checks this often while others still run
+MAX_RESPAWNS = 3  # per slot, for workers that die (killed, out of memory) mid-run
 
 
 @dataclass(frozen=True)
@@ -126,14 +128,15 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
         db.store_paper_values(paper_values(name))
         hashes = [j.config_hash for j in jobs]
         _expire_dead_local_workers(db, hashes)
-        _fail_unavailable(db, jobs, opts.retry_failed)
+        if opts.retry_failed:  # once, here: a job failing again in this run stays FAILED
+            db.requeue(hashes, statuses=("FAILED",))
+        _fail_unavailable(db, jobs)
         url = db.engine.url.render_as_string(hide_password=False)
     procs = _start_workers(worker_slots, url, hashes, opts)
     try:
         if opts.progress:
             watch(url, name, hashes, procs)
-        for p in procs:
-            p.join()
+        _supervise(procs, worker_slots, url, hashes, opts)
     except KeyboardInterrupt:
         for p in procs:  # the workers got the same Ctrl-C; give them time to release jobs
             p.join(timeout=30)
@@ -142,12 +145,44 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
         return db.status_counts(name) | {"failures": db.failures(name)}
 
 
-def _fail_unavailable(db: ResultsDB, jobs: list[Job], retry: bool) -> None:
+def _supervise(procs: list[multiprocessing.process.BaseProcess], worker_slots: list[str | None],
+               url: str, hashes: list[str], opts: RunOptions) -> None:
+    """Wait for the workers; replace one that died abnormally (killed, out of memory) while
+    jobs of this run remain, after making its job reclaimable."""
+    respawns = [0] * len(procs)
+    while True:
+        for p in procs:
+            p.join(timeout=1.0)
+        if all(not p.is_alive() for p in procs):
+            with ResultsDB(url) as db:
+                left = _unfinished(db, hashes)
+                _expire_dead_local_workers(db, hashes)
+            crashed = [i for i, p in enumerate(procs) if p.exitcode not in (0, None)]
+            retry = [i for i in crashed if respawns[i] < MAX_RESPAWNS]
+            if not left or not retry:
+                return
+            for i in retry:
+                respawns[i] += 1
+                procs[i] = _start_workers([worker_slots[i]], url, hashes, opts)[0]
+
+
+def _running(db: ResultsDB, hashes: list[str]) -> int:
+    frame = db.jobs_frame()
+    return int((frame["config_hash"].isin(set(hashes)) & (frame["status"] == "RUNNING")).sum())
+
+
+def _unfinished(db: ResultsDB, hashes: list[str]) -> int:
+    frame = db.jobs_frame()
+    mine = frame[frame["config_hash"].isin(set(hashes))]
+    return int(mine["status"].isin(["PENDING", "RUNNING"]).sum())
+
+
+def _fail_unavailable(db: ResultsDB, jobs: list[Job]) -> None:
     """Rows the zoo cannot build yet end FAILED with a 'not yet available' reason at once."""
     for job in jobs:
         if job.unavailable is None:
             continue
-        claimed = db.claim([job.config_hash], _worker_name(), STALE_AFTER_S, retry_failed=retry)
+        claimed = db.claim([job.config_hash], _worker_name(), STALE_AFTER_S)
         if claimed is not None:
             db.fail(claimed.job_id, claimed.attempt_id, job.unavailable)
 
@@ -204,10 +239,17 @@ def worker_main(slot: str | None, url: str, hashes: list[str], opts: dict[str, A
     with ResultsDB(url) as db:
         while True:
             claimed = db.claim(hashes, _worker_name(), STALE_AFTER_S,
-                               retry_failed=opts["retry_failed"], attempt_info=attempt_info())
-            if claimed is None:
+                               attempt_info=attempt_info())
+            if claimed is not None:
+                run_claimed(db, claimed, opts, parent)
+                continue
+            # Nothing to claim: wait while another worker (perhaps an orphan of a killed
+            # runner) still holds a job of this run, so that this command ends only when every
+            # job has finished or been released and taken over.
+            _expire_dead_local_workers(db, hashes)
+            if not _running(db, hashes) or os.getppid() != parent:
                 return
-            run_claimed(db, claimed, opts, parent)
+            time.sleep(WAIT_S)
 
 
 def run_claimed(db: ResultsDB, job: ClaimedJob, opts: dict[str, Any], parent: int) -> None:

@@ -157,14 +157,15 @@ def _curves(db: ResultsDB, rows: Sequence[RowReport]) -> dict[str, pd.DataFrame]
     for r in rows:
         if len(out) >= MAX_CURVES or not r.n_done:
             continue
-        done = [(c.get("seed", 0), j) for c, j in zip(r.configs, r.job_ids)]
-        for _, job in sorted(done):
+        jobs = sorted((c.get("seed", 0), j) for c, j in zip(r.configs, r.job_ids))
+        for seed, job in jobs:
             if job in seen:
                 break
             ep = db.epochs_frame(job)
             if not ep.empty:
                 seen.add(job)
-                out[f"{r.row.setting or r.row.method} ({r.row.backbone}, seed {_}, job {job})"] = ep
+                name = r.row.setting or r.row.method
+                out[f"{name} ({r.row.backbone}, seed {seed}, job {job})"] = ep
                 break
     return out
 

@@ -63,7 +63,7 @@ class LocalSelfAttention(nn.Module):
         self.qkv = nn.Conv2d(in_channels, 3 * out_channels, 1, bias=False)
         self.rel_row = nn.Parameter(torch.randn(kernel_size, heads, self.dh // 2) * self.dh**-0.5)
         self.rel_col = nn.Parameter(torch.randn(kernel_size, heads, self.dh // 2) * self.dh**-0.5)
-        self.pool = nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()
+        self.pool = nn.AvgPool2d(stride, stride, ceil_mode=True) if stride > 1 else nn.Identity()
         nn.init.kaiming_normal_(self.qkv.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
