@@ -253,6 +253,56 @@ def bench(
     console.print(summary_line(res), highlight=False)
 
 
+@app.command()
+@friendly
+def report(
+    names: list[str] = typer.Argument(None, help="Suites (table5, V, fig5, ...) or all."),
+    fmt: list[str] = typer.Option(["markdown"], "--format", "-f",
+                                  help="markdown, latex, csv or html (repeatable)."),
+    out: str = typer.Option("reports", "--out", help="Folder for the report and figures."),
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
+    costs: str = typer.Option("count", "--costs",
+                              help="count (count missing params/FLOPs), db (cached only), none."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures."),
+    curves: str = typer.Option(None, "--curves", help="Also draw the training curves of a job "
+                               "(its config hash or id)."),
+) -> None:
+    """The paper's tables rebuilt from stored results, beside the paper's values."""
+    from harness.report import generate_report, write_training_curves
+
+    _, paths = generate_report(names or None, fmt, out, db, costs, figures)
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}", highlight=False)
+    if curves:
+        job = int(curves) if curves.isdigit() else curves
+        for path in write_training_curves(job, out, db):
+            console.print(f"curves: {path}", highlight=False)
+
+
+@app.command()
+@friendly
+def audit(
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
+    results_dir: str = typer.Option("results", "--results-dir", help="Checkpoints folder root."),
+    suite: str = typer.Option("infer-batch", "--suite", help="Suite whose BA²M jobs to audit."),
+    batch_sizes: str = typer.Option("1,2,4,8,16,32,64,128,256", "--batch-sizes",
+                                    help="Test batch sizes, comma-separated."),
+    data_root: str = typer.Option(None, "--data-root", help="Where the dataset lives."),
+) -> None:
+    """§III-D claims audit: test error of trained BA²M models at each test batch size, in both
+    evaluation modes, with shuffled and class-sorted batches (stored for the report)."""
+    from harness.report import run_audit
+
+    try:
+        sizes = tuple(int(b) for b in batch_sizes.split(","))
+    except ValueError:
+        raise UserError(f"--batch-sizes {batch_sizes!r} is not a list like 1,2,4") from None
+    if any(b < 1 for b in sizes):
+        raise UserError("--batch-sizes must be positive integers")
+    frame = run_audit(db, results_dir, suite, sizes, data_root=data_root)
+    emit(frame, "table", f"Test error vs test batch size ({suite})")
+
+
 def _print_cost_table(frame: pd.DataFrame, title: str) -> None:
     """Compact terminal view: one line per row, reasons as numbered notes below."""
     notes: dict[str, int] = {}

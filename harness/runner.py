@@ -157,7 +157,8 @@ def _supervise(procs: list[multiprocessing.process.BaseProcess], worker_slots: l
             with ResultsDB(url) as db:
                 left = _unfinished(db, hashes)
                 _expire_dead_local_workers(db, hashes)
-            crashed = [i for i, p in enumerate(procs) if p.exitcode not in (0, None)]
+            # killed by a signal (kill -9, the OOM killer); an interrupted worker exits 130
+            crashed = [i for i, p in enumerate(procs) if p.exitcode is not None and p.exitcode < 0]
             retry = [i for i in crashed if respawns[i] < MAX_RESPAWNS]
             if not left or not retry:
                 return

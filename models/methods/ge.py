@@ -15,7 +15,7 @@ Placed inside every residual block, after its last BN and before the addition (�
 
 Why GE-θ is the default: Table V prints ResNet-50 + GE at 31.20 M / 3.87 G. GE-θ adds 5.55 M
 (31.11 M, within 1 %); GE-θ⁻ adds nothing (25.56 M). The same table's "ResNet-101 + GE" row
-(33.70 M / 3.87 G, below plain ResNet-101) is what GE-θ⁺ gives on ResNet-50 (33.65 M): it
+(33.70 M / 3.87 G, below plain ResNet-101) is what GE-θ⁺ gives on ResNet-50 (33.64 M): it
 appears to be the GE paper's ResNet-50 + GE-θ⁺ row. See docs/methods.md.
 
 GE-θ's kernel depends on the feature-map size, which a module built from its channel count
@@ -67,7 +67,9 @@ class GatherExcite(nn.Module):
         if variant == "theta_plus":
             hidden = reduced(channels, reduction)
             self.excite = nn.Sequential(
-                nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
+                nn.Conv2d(channels, hidden, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, channels, 1),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
