@@ -38,6 +38,7 @@ FREE_OPS = frozenset(
         "aten::upsample_nearest1d", "aten::stack", "aten::expand_as", "aten::sub", "aten::rsub",
         "aten::exp", "aten::avg_pool2d", "aten::tanh", "aten::hardtanh_", "aten::hardswish_",
         "aten::silu_", "aten::dropout", "aten::pad", "aten::constant_pad_nd", "aten::repeat",
+        "aten::var", "aten::sqrt",
     }
 )
 

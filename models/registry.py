@@ -43,7 +43,8 @@ class AttentionSpec:
     name: str
     factory: Callable[..., nn.Module]
     position: str
-    stages: tuple[int, ...] | None  # None: every stage
+    #: None: every stage; or a tuple; or a function of the stage count (e.g. all but the last)
+    stages: tuple[int, ...] | Callable[[int], tuple[int, ...]] | None
     inside_scope: str = "all"  # inside: "all" blocks of a stage, or only its "last" block
     #: For methods that rebuild layers instead of inserting a module (SK, AA, SASA):
     #: ``transform(model, stages, **options)`` edits the model in place; position "replace".
@@ -56,7 +57,7 @@ ATTENTIONS: dict[str, AttentionSpec] = {}
 def register_attention(
     name: str,
     position: str,
-    stages: tuple[int, ...] | None = None,
+    stages: tuple[int, ...] | Callable[[int], tuple[int, ...]] | None = None,
     inside_scope: str = "all",
     transform: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -80,6 +81,13 @@ def architectures(form: str | None = None) -> list[tuple[str, str]]:
     return [p for p in pairs if form is None or p[0] == form]
 
 
+def default_stages(spec: AttentionSpec, n: int) -> tuple[int, ...]:
+    """The stages a method goes to on an ``n``-stage network when none are chosen."""
+    if spec.stages is None:
+        return tuple(range(1, n + 1))
+    return tuple(spec.stages(n)) if callable(spec.stages) else tuple(spec.stages)
+
+
 def num_stages(arch: str, form: str) -> int:
     """How many stages ``arch`` has in ``form``."""
     spec = (IMAGENET_RESNETS if form == "imagenet" else CIFAR_RESNETS).get(arch)
@@ -101,8 +109,7 @@ def resolved_options(
     params = inspect.signature(spec.factory).parameters
     out = {k: p.default for k, p in list(params.items())[1:] if p.default is not p.empty}
     out |= {k: v for k, v in options.items()}
-    n = num_stages(arch, form)
-    out["stages"] = sorted(out.get("stages") or spec.stages or range(1, n + 1))
+    out["stages"] = sorted(out.get("stages") or default_stages(spec, num_stages(arch, form)))
     out["position"] = out.get("position") or spec.position
     if out["position"] == "inside":
         out["inside_scope"] = out.get("inside_scope") or spec.inside_scope
@@ -190,7 +197,7 @@ def place(
 ) -> None:
     """Insert ``spec``'s module into ``model`` at the chosen stages and position."""
     n = len(model.stages)
-    chosen = tuple(stages) if stages is not None else (spec.stages or tuple(range(1, n + 1)))
+    chosen = tuple(stages) if stages is not None else default_stages(spec, n)
     if not chosen or len(set(chosen)) != len(chosen) or any(not 1 <= s <= n for s in chosen):
         raise ModelConfigError(
             f"stages {list(chosen)} are not a non-empty set of distinct stages in 1..{n}"
@@ -214,6 +221,11 @@ def place(
             continue
         blocks = list(model.stages[i])
         for block in blocks[-1:] if scope == "last" else blocks:
+            if type(block) not in RESIDUAL_TAIL:
+                raise ModelConfigError(
+                    f"{spec.name} cannot go inside {type(block).__name__} blocks (no residual "
+                    "branch known); use position between"
+                )
             tail = RESIDUAL_TAIL[type(block)]
             layer = getattr(block, tail)
             setattr(block, tail, _chain(layer, make(_out_channels(layer))))

@@ -132,8 +132,6 @@ def test_bam_goes_after_every_stage_but_the_last_on_three_stage_networks() -> No
     assert _count(model, BAM) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs a registry default of 'all stages but the last' "
-                   "(BAM registers stages=(1, 2, 3) meanwhile)")
 def test_bam_default_placement_on_three_stage_networks() -> None:
     model = build_model("resnext29_8x64d", form="cifar", attention="bam")
     assert _count(model, BAM) == 2

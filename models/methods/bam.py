@@ -64,7 +64,7 @@ class SpatialGate(nn.Module):
         return self.body(x)
 
 
-@register_attention("bam", position="between", stages=(1, 2, 3))
+@register_attention("bam", position="between", stages=lambda n: tuple(range(1, n)))
 class BAM(nn.Module):
     """Channel and spatial branches in parallel, a residual gate x · (1 + σ(M)).
 
