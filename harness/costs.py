@@ -9,6 +9,8 @@ a row that does not match is either explained in the data file or fails ``count 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import tomllib
@@ -16,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,16 +109,78 @@ _COUNT_CACHE: dict[str, Counts] = {}
 
 def _count_spec(spec: ModelSpec) -> Counts:
     torch.set_num_threads(1)
-    return count(spec.build(), spec.input_size)
+    return count(_uninitialised(spec), spec.input_size)
 
 
-def precount(specs: list[ModelSpec], workers: int | None = None) -> None:
-    """Count every distinct model once, in parallel processes (one thread each)."""
+def _uninitialised(spec: ModelSpec) -> torch.nn.Module:
+    """The model with zeroed weights: built on the meta device (no random initialisation,
+    which is a third of the counting time) then allocated. Counts do not depend on values."""
+    with torch.device("meta"):
+        model = spec.build()
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            t.zero_()
+    return model
+
+
+#: Counts persist here between runs, keyed by model config and a fingerprint of the code that
+#: builds and counts models (any change to it, or to torch/fvcore, starts afresh).
+DISK_CACHE = Path("results") / "cache" / "counts.json"
+
+
+@cache
+def code_fingerprint() -> str:
+    """Hash of the model and counting code and of the torch and fvcore versions."""
+    import fvcore
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(f"{torch.__version__} {getattr(fvcore, '__version__', '')}".encode())
+    for path in sorted([*root.glob("models/**/*.py"), root / "harness" / "counting.py"]):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _load_disk_cache() -> None:
+    try:
+        stored = json.loads(DISK_CACHE.read_text())
+    except (OSError, ValueError):
+        return
+    if stored.get("fingerprint") != code_fingerprint():
+        return
+    for key, c in stored.get("counts", {}).items():
+        _COUNT_CACHE.setdefault(key, Counts(**c))
+
+
+def _save_disk_cache() -> None:
+    try:
+        DISK_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = DISK_CACHE.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"fingerprint": code_fingerprint(),
+                                   "counts": {k: asdict(c) for k, c in _COUNT_CACHE.items()}}))
+        os.replace(tmp, DISK_CACHE)
+    except OSError:
+        pass  # a read-only place only costs the next run its speed
+
+
+def precount(specs: list[ModelSpec], workers: int | None = None, disk: bool = True) -> None:
+    """Count every distinct model once, in parallel processes (one thread each); counts are
+    kept in ``DISK_CACHE`` for the next run."""
+    if disk:
+        _load_disk_cache()
     todo = {s.hash(): s for s in specs if s.hash() not in _COUNT_CACHE}
+    if not todo:
+        return
+    _count_todo(todo, workers)
+    if disk:
+        _save_disk_cache()
+
+
+def _count_todo(todo: dict[str, ModelSpec], workers: int | None) -> None:
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers <= 1:
         for key, spec in todo.items():
-            _COUNT_CACHE[key] = count(spec.build(), spec.input_size)
+            _COUNT_CACHE[key] = count(_uninitialised(spec), spec.input_size)
         return
     ctx = multiprocessing.get_context("spawn")
     # the biggest models first, so no worker is left with a long tail
@@ -129,7 +194,7 @@ def counts_for(suite: Suite, row: Row) -> Counts:
     """Counts of the row's model at the paper's input size, cached by model hash."""
     spec = model_spec(suite, row)
     if spec.hash() not in _COUNT_CACHE:
-        precount([spec], workers=1)
+        precount([spec], workers=1, disk=False)
     return _COUNT_CACHE[spec.hash()]
 
 
@@ -180,8 +245,9 @@ def _diff_pct(ours: float, paper: float | None) -> float | None:
     return None if paper is None or paper == 0 else round(100 * (ours - paper) / paper, 2)
 
 
-def cost_table(suites: list[Suite]) -> list[CostRow]:
-    """Counted rows of every classification suite given (detection tables have no costs)."""
+def cost_table(suites: list[Suite], disk: bool = True) -> list[CostRow]:
+    """Counted rows of every classification suite given (detection tables have no costs);
+    ``disk=False`` ignores the counts kept from earlier runs."""
     specs = []
     for s in suites:
         for r in s.rows:
@@ -190,7 +256,7 @@ def cost_table(suites: list[Suite]) -> list[CostRow]:
             except NotAvailableError:
                 continue
             specs.append(model_spec(s, r))
-    precount(specs)
+    precount(specs, disk=disk)
     return [
         cost_row(s, r)
         for s in suites
