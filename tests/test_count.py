@@ -69,8 +69,10 @@ def test_count_check_passes_and_json_has_the_columns() -> None:
             "fvcore_total_g", "paper_params_m", "paper_flops_g", "status", "reason"}
     assert keys <= set(rows[0])
     statuses = {r["status"] for r in rows}
-    assert "mismatch" not in statuses and {"match", "deviation", "unavailable"} <= statuses
+    assert "mismatch" not in statuses and {"match", "deviation", "counted"} <= statuses
     assert all(r["reason"] for r in rows if r["status"] in ("deviation", "unavailable"))
+    assert {r["table"] for r in rows} >= {"I", "II", "V", "VI", "VII", "VIII", "IX", "X", "XI",
+                                          "XII", "XIII"}
 
 
 def test_count_one_table_as_csv() -> None:
