@@ -167,6 +167,8 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run FAILED jobs again."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the jobs; run nothing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display."),
+    compile_model: bool = typer.Option(False, "--compile",
+                                       help="torch.compile the model (off by default)."),
 ) -> None:
     """Run a suite's jobs (resumable: re-run the same command after a stop)."""
     from harness.jobs import PROFILES
@@ -174,7 +176,7 @@ def run(
 
     opts = RunOptions(profile, db, results_dir, gpus, jobs_per_gpu, seeds, epochs, batch_size,
                       only, dataset, retry_failed, data_root, download, dry_run,
-                      progress=not no_progress)
+                      progress=not no_progress, compile=compile_model)
     if not PROFILES[profile].comparable if profile in PROFILES else False:
         err_console.print(f"note: the {profile} profile's numbers are NOT comparable with the "
                           "paper's (smoke: synthetic data, 1 epoch; short: fewer epochs).")

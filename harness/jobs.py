@@ -214,6 +214,9 @@ def _detection_job(suite: Suite, row: Row) -> Job:
     return Job(suite.name, row, 0, {**config, "seed": 0}, h, h, why)
 
 
-def runtime_config(config: dict[str, Any], data_root: str | None, download: bool) -> dict:
-    """The config a worker runs: where the data lives is not part of a job's identity."""
-    return {**config, "data": {**config["data"], "data_root": data_root, "download": download}}
+def runtime_config(config: dict[str, Any], data_root: str | None, download: bool,
+                   compile: bool = False) -> dict:
+    """The config a worker runs: where the data lives and whether the model is compiled are
+    not part of a job's identity (they do not change its numbers beyond float noise)."""
+    return {**config, "data": {**config["data"], "data_root": data_root, "download": download},
+            "runtime": {"compile": compile}}

@@ -51,6 +51,7 @@ class RunOptions:
     download: bool = False
     dry_run: bool = False
     progress: bool = True
+    compile: bool = False
 
 
 def plan(name: str, opts: RunOptions) -> list[Job]:
@@ -267,7 +268,7 @@ def run_claimed(db: ResultsDB, job: ClaimedJob, opts: dict[str, Any], parent: in
         on_resume=lambda e, note: db.set_attempt(job.attempt_id, resumed_from_epoch=e, note=note),
         should_stop=stop.is_set,
     )
-    config = runtime_config(job.config, opts["data_root"], opts["download"])
+    config = runtime_config(job.config, opts["data_root"], opts["download"], opts["compile"])
     try:
         result = train(config, checkpoint_for(job.config, opts["results_dir"]), hooks)
         db.complete(job.job_id, job.attempt_id, result)

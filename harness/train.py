@@ -151,7 +151,7 @@ def build_job_model(config: dict[str, Any], num_classes: int) -> nn.Module:
 
 def checkpoint_for(config: dict[str, Any], results_dir: str | Path) -> Checkpoint:
     """A job's checkpoint: ``results/checkpoints/<config hash>.pt``."""
-    stored = {k: v for k, v in config.items() if k != "data"} | {
+    stored = {k: v for k, v in config.items() if k not in ("data", "runtime")} | {
         "data": {k: v for k, v in config["data"].items() if k not in ("data_root", "download")}
     }
     return Checkpoint(Path(results_dir) / "checkpoints" / f"{stable_hash(stored)}.pt")
@@ -205,16 +205,18 @@ def train(
     t = config["train"]
     seed_everything(config["seed"])
     data = open_job_data(config)
-    model = build_job_model(config, data.num_classes).to(device)
+    net = build_job_model(config, data.num_classes).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=t["lr"], momentum=t["momentum"],
+        net = net.to(memory_format=torch.channels_last)
+    # torch.compile is opt-in (--compile) until shown correct and faster on the target card
+    model = torch.compile(net) if config.get("runtime", {}).get("compile") else net
+    opt = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"],
                           weight_decay=t["weight_decay"], nesterov=t["nesterov"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, t["milestones"], t["gamma"])
     state = TrainState()
     saved, note = checkpoint.load()
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])
@@ -233,7 +235,7 @@ def train(
         metrics |= {"val_loss": val.loss, "top1_err": val.top1_err, "top5_err": val.top5_err}
         state.epoch, state.history = epoch + 1, [*state.history, metrics]
         checkpoint.save({
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "model": net.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "epoch": state.epoch, "history": state.history,
             "rng": _rng_state(), "config_hash": checkpoint.path.stem,
         })
@@ -245,7 +247,7 @@ def train(
         res = evaluate(model, data.val_loader(variant.get("batch_size", t["eval_batch_size"]),
                                               variant.get("order", "natural")), device, amp)
         hooks.on_eval(eval_key(variant), res.top1_err, res.top5_err)
-    return summarize(state.history, config, model)
+    return summarize(state.history, config, net)
 
 
 #: Batches between two checks of the loss for NaN/inf (each check waits for the device).
