@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from models.backbones import PreActBlock, StagedNet
+from models.probe import output_shapes, paper_input_size
 from models.registry import ModelConfigError, register_attention
 
 StrideOn = Literal["layer", "block"]
@@ -166,9 +167,10 @@ def apply_aa(
                     f"AA does not know which convolution of {type(block).__name__} to augment"
                 )
             targets.append((block, name))
-    size = input_size or _input_size(model)
+    size = input_size or paper_input_size(model)
     # the 3x3's output size (the attention's map) does not depend on where the stride sits
-    sizes = _attention_sizes(model, [getattr(b, n) for b, n in targets], size)
+    shapes = output_shapes(model, [getattr(b, n) for b, n in targets], size)
+    sizes = [(s[-2], s[-1]) for s in shapes]
     augmented = 0
     for (block, name), (h, w) in zip(targets, sizes):
         if max_size is not None and max(h, w) > max_size:
@@ -222,27 +224,3 @@ def aa(
     return AAConv(channels, channels, 1, (size, size), dk, dv, heads, relative)
 
 
-def _input_size(model: StagedNet) -> int:
-    """The paper's image size for the model's form: the ImageNet stem ends with a max-pool."""
-    return 224 if any(isinstance(m, nn.MaxPool2d) for m in model.stem.modules()) else 32
-
-
-def _attention_sizes(model: StagedNet, convs: list[nn.Module], input_size: int
-                     ) -> list[tuple[int, int]]:
-    """(H, W) each conv's output has (the attention's map) on an ``input_size`` image."""
-    seen: dict[int, tuple[int, int]] = {}
-
-    def record(module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
-        seen.setdefault(id(module), (out.shape[-2], out.shape[-1]))
-
-    hooks = [c.register_forward_hook(record) for c in convs]
-    training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        model.train(training)
-        for hk in hooks:
-            hk.remove()
-    return [seen[id(c)] for c in convs]

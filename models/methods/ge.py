@@ -33,7 +33,8 @@ from torch import nn
 
 from models.backbones import RESIDUAL_TAIL, StagedNet
 from models.methods.se import reduced
-from models.registry import INPUT_SIZE, ModelConfigError, register_attention
+from models.probe import output_shapes, paper_input_size
+from models.registry import ModelConfigError, register_attention
 
 Variant = Literal["theta", "theta_minus", "theta_plus"]
 VARIANTS = ("theta", "theta_minus", "theta_plus")
@@ -104,27 +105,9 @@ def place_gather_excite(
             if type(block) not in RESIDUAL_TAIL:
                 raise ModelConfigError(f"GE cannot go inside {type(block).__name__} blocks")
             tails.append((block, RESIDUAL_TAIL[type(block)]))
-    if input_size is None:
-        imagenet = any(isinstance(m, nn.MaxPool2d) for m in model.stem.modules())
-        input_size = INPUT_SIZE["imagenet" if imagenet else "cifar"]
-    shapes: dict[int, torch.Size] = {}
-
-    def record(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
-        shapes[id(module)] = output.shape[1:]
-
-    hooks = [getattr(block, name).register_forward_hook(record) for block, name in tails]
-    training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(training)
-    for block, name in tails:
-        layer = getattr(block, name)
-        c, h, w = shapes[id(layer)]
+    layers = [getattr(block, name) for block, name in tails]
+    shapes = output_shapes(model, layers, input_size or paper_input_size(model))
+    for (block, name), layer, (c, h, w) in zip(tails, layers, shapes):
         setattr(block, name, nn.Sequential(layer, GatherExcite(c, (h, w), variant, reduction)))
 
 
