@@ -177,9 +177,6 @@ def run(
     opts = RunOptions(profile, db, results_dir, gpus, jobs_per_gpu, seeds, epochs, batch_size,
                       only, dataset, retry_failed, data_root, download, dry_run,
                       progress=not no_progress, compile=compile_model)
-    if not PROFILES[profile].comparable if profile in PROFILES else False:
-        err_console.print(f"note: the {profile} profile's numbers are NOT comparable with the "
-                          "paper's (smoke: synthetic data, 1 epoch; short: fewer epochs).")
     if dry_run:
         jobs = plan(suite, opts)
         frame = pd.DataFrame([{"label": j.label, "seed": j.seed, "config_hash": j.config_hash,
@@ -190,6 +187,9 @@ def run(
     summary = run_suite(suite, opts)
     failures = summary.pop("failures")
     console.print(", ".join(f"{n} {s.lower()}" for s, n in summary.items()))
+    if not PROFILES[profile].comparable:
+        console.print(f"note: the {profile} profile's numbers are NOT comparable with the "
+                      "paper's (smoke: synthetic data, 1 epoch; short: fewer epochs).")
     for f in failures:
         console.print(f"FAILED {f['label']}: {f['reason']}", markup=False, highlight=False)
     if failures:

@@ -106,10 +106,15 @@ def check_data(jobs: list[Job], opts: RunOptions) -> None:
     runnable = [j for j in jobs if j.unavailable is None]
     if not runnable:
         return
+    config = runtime_config(runnable[0].config, opts.data_root, opts.download)
     try:
-        open_job_data(runtime_config(runnable[0].config, opts.data_root, opts.download))
+        data = open_job_data(config)
     except (DataError, ValueError) as exc:
         raise UserError(str(exc).splitlines()[0]) from None
+    biggest = max(j.config["train"]["batch_size"] for j in runnable)
+    if biggest > data.train_len:
+        raise UserError(f"batch size {biggest} exceeds the {data.train_len} training images of "
+                        f"{data.name}; choose a smaller --batch-size")
 
 
 def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:

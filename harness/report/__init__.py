@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.errors import UserError
 from harness.report.audit import audit_infer_batch, run_audit
 from harness.report.build import Report, build_report, resolve_names
 from harness.report.consistency import Flag, consistency_flags, flags_frame
@@ -25,6 +26,14 @@ def generate_report(names: Sequence[str] | None = None, formats: Sequence[str] =
     """Build the report of ``names`` (suite names, roman numerals or "all"; None = all) from
     the database and write it in each format under ``out_dir``; returns the report and
     format -> written file."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    try:  # before anything is read or cached: a bad --out must change nothing
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write reports to {out_dir} ({exc.strerror or exc}); "
+                        "choose a writable folder with --out") from None
     report = build_report(names, db_url=db_url, costs=costs)
     return report, write_report(report, formats, out_dir, figures=figures)
 
