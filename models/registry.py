@@ -10,11 +10,12 @@ a backbone never imports a method and a user can add one without editing this fi
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
 from models.backbones import (
     CIFAR_PREACT,
@@ -229,6 +230,25 @@ def place(
             tail = RESIDUAL_TAIL[type(block)]
             layer = getattr(block, tail)
             setattr(block, tail, _chain(layer, make(_out_channels(layer))))
+
+
+def bottleneck_3x3s(
+    model: StagedNet, stages: Sequence[int], method: str, stride_on: str
+) -> Iterator[tuple[Bottleneck, nn.Conv2d, int]]:
+    """Each bottleneck of ``stages`` with its 3x3 convolution and the stride a replacement of
+    that convolution takes: with ``stride_on="layer"`` a stride sitting on the first 1x1 moves
+    to the replacement (as SK's and SASA's own ResNets have it); with "block" it stays."""
+    for i in stages:
+        for block in model.stages[i - 1]:
+            if not isinstance(block, Bottleneck):
+                raise ModelConfigError(
+                    f"{method} replaces the 3x3 of bottleneck blocks; stage {i} has "
+                    f"{type(block).__name__} (choose a ResNet-50/101 or ResNeXt backbone)"
+                )
+            stride = block.conv2.stride[0]
+            if stride_on == "layer" and block.conv1.stride[0] > 1:
+                stride, block.conv1.stride = block.conv1.stride[0], (1, 1)
+            yield block, block.conv2, stride
 
 
 def _chain(first: nn.Module, second: nn.Module) -> nn.Module:

@@ -21,10 +21,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from models.backbones import StagedNet
-from models.registry import ModelConfigError, register_attention
+from models.registry import ModelConfigError, bottleneck_3x3s, register_attention
 
 StrideOn = Literal["layer", "block"]
 
@@ -108,20 +107,10 @@ def apply_sasa(
     """Replace the 3x3 convolution (conv2) of every bottleneck in ``stages``; bn2 stays."""
     if stride_on not in ("layer", "block"):
         raise ModelConfigError(f"unknown SASA stride_on {stride_on!r}; choose layer or block")
-    for i in stages:
-        for block in model.stages[i - 1]:
-            if not isinstance(block, Bottleneck):
-                raise ModelConfigError(
-                    f"SASA replaces the 3x3 of bottleneck blocks; stage {i} has "
-                    f"{type(block).__name__} (choose a ResNet-50/101 or ResNeXt backbone)"
-                )
-            conv = block.conv2
-            stride = conv.stride[0]
-            if stride_on == "layer" and block.conv1.stride[0] > 1:
-                stride, block.conv1.stride = block.conv1.stride[0], (1, 1)
-            block.conv2 = LocalSelfAttention(
-                conv.in_channels, conv.out_channels, stride, kernel_size, heads, scaled
-            )
+    for block, conv, stride in bottleneck_3x3s(model, stages, "SASA", stride_on):
+        block.conv2 = LocalSelfAttention(
+            conv.in_channels, conv.out_channels, stride, kernel_size, heads, scaled
+        )
 
 
 @register_attention("sasa", position="replace", transform=apply_sasa)

@@ -26,10 +26,9 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from models.backbones import StagedNet
-from models.registry import ModelConfigError, register_attention
+from models.registry import ModelConfigError, bottleneck_3x3s, register_attention
 
 Variant = Literal["auto", "sknet", "resnet"]
 StrideOn = Literal["layer", "block"]
@@ -107,21 +106,11 @@ def apply_sk(
     """Replace conv2 (and bn2: each path has its own BN) of every bottleneck in ``stages``."""
     _check(variant, VARIANTS, "variant")
     _check(stride_on, ("layer", "block"), "stride_on")
-    for i in stages:
-        for block in model.stages[i - 1]:
-            if not isinstance(block, Bottleneck):
-                raise ModelConfigError(
-                    f"SK replaces the 3x3 of bottleneck blocks; stage {i} has "
-                    f"{type(block).__name__} (choose a ResNet-50/101 or ResNeXt backbone)"
-                )
-            conv = block.conv2
-            stride = conv.stride[0]
-            if stride_on == "layer" and block.conv1.stride[0] > 1:
-                stride, block.conv1.stride = block.conv1.stride[0], (1, 1)
-            block.conv2 = _make(conv.in_channels, conv.out_channels, stride,
-                                _resolve(variant, conv.groups), reduction, min_width, groups,
-                                conv.groups)
-            block.bn2 = nn.Identity()
+    for block, conv, stride in bottleneck_3x3s(model, stages, "SK", stride_on):
+        block.conv2 = _make(conv.in_channels, conv.out_channels, stride,
+                            _resolve(variant, conv.groups), reduction, min_width, groups,
+                            conv.groups)
+        block.bn2 = nn.Identity()
 
 
 @register_attention("sk", position="replace", transform=apply_sk)
