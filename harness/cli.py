@@ -169,6 +169,11 @@ def run(
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display."),
     compile_model: bool = typer.Option(False, "--compile",
                                        help="torch.compile the model (off by default)."),
+    sets: list[str] = typer.Option(None, "--set", help="[FILTER:]KEY=VALUE config override, "
+                                   "e.g. model.options.reduction=16 (repeatable)."),
+    backend: str = typer.Option("local", "--backend", help="local or ray."),
+    ray_address: str = typer.Option(None, "--ray-address",
+                                    help="Ray cluster: auto or HOST:PORT (default: a local Ray)."),
 ) -> None:
     """Run a suite's jobs (resumable: re-run the same command after a stop)."""
     from harness.jobs import PROFILES
@@ -176,7 +181,8 @@ def run(
 
     opts = RunOptions(profile, db, results_dir, gpus, jobs_per_gpu, seeds, epochs, batch_size,
                       only, dataset, retry_failed, data_root, download, dry_run,
-                      progress=not no_progress, compile=compile_model)
+                      progress=not no_progress, compile=compile_model, sets=tuple(sets or ()),
+                      backend=backend, ray_address=ray_address)
     if dry_run:
         jobs = plan(suite, opts)
         frame = pd.DataFrame([{"label": j.label, "seed": j.seed, "config_hash": j.config_hash,

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from models import ModelConfigError, build_model
@@ -61,6 +62,12 @@ class ModelSpec:
 
     def hash(self) -> str:
         return stable_hash(self.to_dict())
+
+    def check(self) -> None:
+        """Build once on the meta device (no memory, no initialisation): raises ValueError or
+        TypeError when the options cannot make this model."""
+        with torch.device("meta"):
+            self.build()
 
     def build(self) -> nn.Module:
         return build_model(

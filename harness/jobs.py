@@ -8,6 +8,7 @@ data (provider, sizes; not where the files live), training recipe, evaluations a
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,17 @@ class Overrides:
     only: str | None = None  # row filter, e.g. "method=ba2m,backbone=ResNet-50"
     dataset: str | None = None  # provider instead of the suite's dataset (e.g. image-folder)
     batch_size: int | None = None
+    sets: tuple[str, ...] = ()  # "[FILTER:]KEY=VALUE" config overrides (see parse_set)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``--set``: a dotted config key, its new value, and the rows it applies to."""
+
+    text: str
+    rows: dict[str, set[str]]  # a --only filter; empty = every row
+    path: tuple[str, ...]
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,63 @@ def parse_only(only: str | None) -> dict[str, set[str]]:
     return out
 
 
+#: Config sections ``--set`` may change (seed and evals come from --seeds and the suite).
+SETTABLE = ("model", "data", "train")
+
+
+def parse_set(text: str) -> Setting:
+    """``"method=ba2m:model.options.reduction=16"`` -> a :class:`Setting` (filter optional;
+    the value is read as JSON when it parses, else as a string)."""
+    m = re.fullmatch(r"\s*(?:(?P<rows>[^:]+):)?\s*(?P<key>[\w.]+)\s*=\s*(?P<value>.*?)\s*", text)
+    if not m or m.group("key").split(".")[0] not in SETTABLE or "." not in m.group("key"):
+        raise UserError(
+            f"malformed --set {text!r}; write [FILTER:]KEY=VALUE with KEY a dotted config key "
+            f"under {', '.join(SETTABLE)} (e.g. --set model.options.reduction=16 or "
+            "--set method=ba2m:train.lr=0.05)")
+    try:
+        value = json.loads(m.group("value"))
+    except json.JSONDecodeError:
+        value = m.group("value")
+    return Setting(text.strip(), parse_only(m.group("rows")), tuple(m.group("key").split(".")),
+                   value)
+
+
+def apply_sets(config: dict[str, Any], row: Row, settings: list[Setting]) -> list[str]:
+    """Apply the settings whose filter matches ``row`` to ``config`` in place; returns the
+    texts applied. A key must already exist in the config (every option in force is there),
+    and the new value must have the old one's type."""
+    applied = []
+    for st in settings:
+        if not _matches(row, st.rows):
+            continue
+        node = config
+        for i, part in enumerate(st.path[:-1]):
+            if not isinstance(node.get(part), dict):
+                known = ", ".join(k for k, v in node.items() if isinstance(v, dict))
+                raise UserError(f"--set {st.text!r}: {'.'.join(st.path[:i + 1])} is not a config "
+                                f"section; sections here: {known or 'none'}")
+            node = node[part]
+        key = st.path[-1]
+        if key not in node:
+            raise UserError(f"--set {st.text!r}: no key {key!r} under {'.'.join(st.path[:-1])}; "
+                            f"known: {', '.join(sorted(node))}")
+        old, new = node[key], st.value
+        if old is not None and not _same_kind(old, new):
+            raise UserError(f"--set {st.text!r}: {'.'.join(st.path)} is {type(old).__name__} "
+                            f"(now {old!r}), got {type(new).__name__} {new!r}")
+        node[key] = float(new) if isinstance(old, float) and isinstance(new, int) else new
+        applied.append(st.text)
+    return applied
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float)) and (isinstance(old, float) or isinstance(new, int))
+    return type(old) is type(new)
+
+
 def _matches(row: Row, filters: dict[str, set[str]]) -> bool:
     return all(str(getattr(row, f) or "") in allowed for f, allowed in filters.items())
 
@@ -123,10 +192,11 @@ def expand(suite: Suite, prof: Profile, over: Overrides = Overrides()) -> list[J
             f"--table {suite.name}` for its backbones, methods and settings"
         )
     seeds = over.seeds or prof.seeds or suite.seeds
+    settings = [parse_set(t) for t in over.sets]
     jobs: dict[str, Job] = {}
     for row in rows:
         for seed in range(seeds):
-            job = _job(suite, row, seed, prof, over, _evals(suite, row))
+            job = _job(suite, row, seed, prof, over, _evals(suite, row), settings)
             jobs.setdefault(job.config_hash, job)
     return list(jobs.values())
 
@@ -185,7 +255,7 @@ def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides,
 
 
 def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
-         evals: list[dict[str, Any]]) -> Job:
+         evals: list[dict[str, Any]], settings: list[Setting] = ()) -> Job:  # type: ignore[assignment]
     data = _data_config(suite, prof, over)
     classes = data.get("num_classes") or DATASET_CLASSES.get(data["provider"])
     try:
@@ -202,9 +272,21 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
         "profile": prof.name,
         "comparable": prof.comparable and over.epochs is None and over.dataset is None,
     }
+    applied = apply_sets(config, row, list(settings))
+    if applied:  # another experiment than the paper's row: its own identity, not comparable
+        config |= {"overrides": applied, "comparable": False}
+        if unavailable is None and any(t.path[0] == "model" for t in settings if t.text in applied):
+            _check_model(config["model"], applied)
     group = stable_hash(config)
     config_hash = stable_hash({**config, "seed": seed})
     return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
+
+
+def _check_model(model: dict[str, Any], applied: list[str]) -> None:
+    try:
+        ModelSpec(**model).check()
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--set {' '.join(applied)}: {str(exc).splitlines()[0]}") from None
 
 
 def _detection_job(suite: Suite, row: Row) -> Job:

@@ -52,6 +52,9 @@ class RunOptions:
     dry_run: bool = False
     progress: bool = True
     compile: bool = False
+    sets: tuple[str, ...] = ()  # --set [FILTER:]KEY=VALUE overrides of the jobs' configs
+    backend: str = "local"  # "local" (a worker process per slot) or "ray"
+    ray_address: str | None = None  # --ray-address: "auto", HOST:PORT, or None for a local Ray
 
 
 def plan(name: str, opts: RunOptions) -> list[Job]:
@@ -60,7 +63,7 @@ def plan(name: str, opts: RunOptions) -> list[Job]:
         suite = suites.get(name)
     except suites.UnknownSuiteError as exc:
         raise UserError(str(exc)) from None
-    over = Overrides(opts.seeds, opts.epochs, opts.only, opts.dataset, opts.batch_size)
+    over = Overrides(opts.seeds, opts.epochs, opts.only, opts.dataset, opts.batch_size, opts.sets)
     return expand(suite, profile(opts.profile), over)
 
 
@@ -117,8 +120,26 @@ def check_data(jobs: list[Job], opts: RunOptions) -> None:
                         f"{data.name}; choose a smaller --batch-size")
 
 
+BACKENDS = ("local", "ray")
+
+
+def check_backend(opts: RunOptions) -> None:
+    """A known backend, and Ray importable when it is asked for."""
+    if opts.backend not in BACKENDS:
+        raise UserError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if opts.backend == "local" and opts.ray_address:
+        raise UserError("--ray-address needs --backend ray")
+    if opts.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--backend ray needs Ray, which is not installed; install it with "
+                            "pip install -e '.[ray]'") from None
+
+
 def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
     """Insert the suite's jobs and run every one not COMPLETED; returns status counts."""
+    check_backend(opts)
     jobs = plan(name, opts)
     worker_slots = slots(opts.gpus, opts.jobs_per_gpu)
     if opts.dry_run:
@@ -138,6 +159,12 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
             db.requeue(hashes, statuses=("FAILED",))
         _fail_unavailable(db, jobs)
         url = db.engine.url.render_as_string(hide_password=False)
+    if opts.backend == "ray":
+        from harness.ray_backend import run_on_ray
+
+        run_on_ray(name, jobs, url, opts)
+        with ResultsDB(url) as db:
+            return db.status_counts(name) | {"failures": db.failures(name)}
     procs = _start_workers(worker_slots, url, hashes, opts)
     try:
         if opts.progress:
