@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from harness.devicedata import DeviceBatches
+from harness.paths import inside
 from harness.train import Hooks, _autocast, _train_epoch
 from models import build_model
 from models.registry import INPUT_SIZE
@@ -282,7 +283,7 @@ def save(res: BenchResult, folder: str | Path = "results/bench", path: str | Non
     """Write the result as JSON under ``folder`` (and to ``path`` if given)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"bench-{res.created_at.replace(':', '')}.json"
+    target = inside(out, f"bench-{res.created_at.replace(':', '')}.json")
     text = json.dumps(asdict(res), indent=1)
     target.write_text(text)
     if path:

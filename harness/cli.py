@@ -12,9 +12,10 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 import suites
-from harness.errors import UserError
+from harness.errors import RunFailure, UserError, database_failure
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +49,10 @@ def friendly(fn: F) -> F:
         except UserError as exc:
             err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except (RunFailure, DBAPIError) as exc:
+            text = str(exc) if isinstance(exc, RunFailure) else database_failure(exc)
+            err_console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -174,6 +179,10 @@ def run(
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     ray_address: str = typer.Option(None, "--ray-address",
                                     help="Ray cluster: auto or HOST:PORT (default: a local Ray)."),
+    gpus_per_job: int = typer.Option(None, "--gpus-per-job",
+                                     help="Data-parallel processes (GPUs) per job; default the "
+                                     "recipe's (ImageNet 8, CIFAR 1; smoke 1). See "
+                                     "docs/distributed.md."),
 ) -> None:
     """Run a suite's jobs (resumable: re-run the same command after a stop)."""
     from harness.jobs import PROFILES
@@ -182,7 +191,7 @@ def run(
     opts = RunOptions(profile, db, results_dir, gpus, jobs_per_gpu, seeds, epochs, batch_size,
                       only, dataset, retry_failed, data_root, download, dry_run,
                       progress=not no_progress, compile=compile_model, sets=tuple(sets or ()),
-                      backend=backend, ray_address=ray_address)
+                      backend=backend, ray_address=ray_address, gpus_per_job=gpus_per_job)
     if dry_run:
         jobs = plan(suite, opts)
         frame = pd.DataFrame([{"label": j.label, "seed": j.seed, "config_hash": j.config_hash,
@@ -198,7 +207,11 @@ def run(
                       "paper's (smoke: synthetic data, 1 epoch; short: fewer epochs).")
     for f in failures:
         console.print(f"FAILED {f['label']}: {f['reason']}", markup=False, highlight=False)
-    if failures:
+    unfinished = summary.get("PENDING", 0) + summary.get("RUNNING", 0)
+    if unfinished:
+        console.print(f"{unfinished} job(s) unfinished (their workers stopped); re-run the same "
+                      "command to resume them")
+    if failures or unfinished:
         raise typer.Exit(1)
 
 

@@ -1,10 +1,15 @@
 """The results database: jobs, attempts, per-epoch metrics, results, model stats, paper values.
 
 SQLAlchemy 2.x ORM over SQLite (default ``sqlite:///results/ba2m.sqlite``, or ``$BA2M_DB``) or
-PostgreSQL. Several processes may share one SQLite file: connections use WAL and a 30 s busy
+PostgreSQL (``postgresql+psycopg://user:pass@host/db``; a bare ``postgresql://`` uses psycopg
+too). Several processes may share one SQLite file: connections use WAL and a 30 s busy
 timeout, write transactions start with ``BEGIN IMMEDIATE``, and :meth:`ResultsDB.claim` takes a
-job with a conditional ``UPDATE ... WHERE status = ...`` whose row count says who won.
-Timestamps are naive UTC. JSON columns hold ``json.dumps(..., sort_keys=True)`` text.
+job with a conditional ``UPDATE ... WHERE status = ...`` whose row count says who won. On
+PostgreSQL the claim first locks its candidate row with ``SELECT ... FOR NO KEY UPDATE SKIP
+LOCKED`` (other claimers skip it instead of queueing behind it), and the bulk writes that
+SQLite serialises with ``BEGIN IMMEDIATE`` (schema creation, adding jobs, paper values) take a
+transaction-scoped advisory lock instead. Timestamps are naive UTC. JSON columns hold
+``json.dumps(..., sort_keys=True)`` text.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
     "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
 _FIX = "start a new database with --db PATH, or migrate"
+_PG_LOCK = int.from_bytes(b"ba2mbnch", "big")  # advisory lock key of the exclusive writes
+_PG_DRIVER_FIX = ("install the PostgreSQL driver with pip install -e '.[postgres]' and use a "
+                  "URL like postgresql+psycopg://user:pass@host/db")
 
 
 class DatabaseError(UserError):
@@ -236,7 +244,8 @@ def to_url(url_or_path: str) -> str:
 
 def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below emits BEGIN
-    for pragma in ("busy_timeout=30000", "foreign_keys=ON", "journal_mode=WAL"):
+    busy_ms = int(os.environ.get("BA2M_SQLITE_BUSY_MS", 30000))  # wait this long for a lock
+    for pragma in (f"busy_timeout={busy_ms}", "foreign_keys=ON", "journal_mode=WAL"):
         dbapi_conn.execute(f"PRAGMA {pragma}")
 
 
@@ -292,17 +301,30 @@ def _probe_sqlite_file(path: Path) -> None:
 def _make_engine(url: str) -> tuple[Engine, str]:
     """The engine and a printable name for messages (file path or password-less URL)."""
     hint = "use a SQLite path or a URL like sqlite:///results/ba2m.sqlite or postgresql://..."
-    shown = repr(url)
+    shown, parsed = repr(url), None
     try:
         parsed = make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):  # SQLAlchemy would pick psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
         shown = repr(parsed.render_as_string(hide_password=True))
+        kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database).absolute()
             _probe_sqlite_file(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             parsed = parsed.set(database=str(path))
-        engine = create_engine(parsed)
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError, ValueError) as err:
+        elif parsed.get_backend_name() == "postgresql":
+            kwargs["pool_pre_ping"] = True  # a long epoch may outlive an idle pooled connection
+            if parsed.get_driver_name() == "psycopg" and "connect_timeout" not in parsed.query:
+                kwargs["connect_args"] = {"connect_timeout": 15}
+        engine = create_engine(parsed, **kwargs)
+    except ImportError as err:
+        if parsed is not None and parsed.get_backend_name() == "postgresql":
+            raise DatabaseError(f"cannot open results database {shown}: its driver is missing "
+                                f"({_one_line(err)}); {_PG_DRIVER_FIX}") from err
+        raise DatabaseError(f"cannot open results database {shown}: {_one_line(err)}; {hint}") \
+            from err
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as err:
         raise DatabaseError(f"cannot open results database {shown}: {_one_line(err)}; {hint}") \
             from err
     if engine.dialect.name not in ("sqlite", "postgresql"):
@@ -329,15 +351,29 @@ class ResultsDB:
         self.url = self.engine.url.render_as_string(hide_password=True)
         self._writer = self.engine.execution_options(ba2m_write=True)
         try:
+            self._check_server()
             self._init_schema()
         except BaseException:
             self.engine.dispose()
             raise
 
+    def _check_server(self) -> None:
+        """Connect once, so that an unreachable server is one line naming the fix."""
+        if self.engine.dialect.name == "sqlite":
+            return
+        try:
+            with self.engine.connect():
+                pass
+        except sa_exc.DBAPIError as err:
+            raise DatabaseError(
+                f"cannot connect to results database {self.where!r}: "
+                f"{_one_line(err.orig or err)}; start the server or fix the URL (--db or "
+                "BA2M_DB: postgresql+psycopg://user:pass@host:port/db)") from err
+
     def _init_schema(self) -> None:
         for retry in (False, True):
             try:
-                with self._write() as s:
+                with self._write(exclusive=True) as s:
                     if _check_version(self.where, _read_version(s.connection())):
                         Base.metadata.create_all(s.connection(), checkfirst=True)
                         s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -356,9 +392,14 @@ class ResultsDB:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+    def _write(self, exclusive: bool = False) -> Iterator[Session]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success.
+
+        ``exclusive``: one at a time across processes on PostgreSQL too (an advisory lock held
+        to the commit), for writes that read, then insert many rows, like SQLite's."""
         with Session(self._writer, expire_on_commit=False) as s, s.begin():
+            if exclusive and self.engine.dialect.name == "postgresql":
+                s.execute(select(func.pg_advisory_xact_lock(_PG_LOCK)))
             yield s
 
     def _frame(self, stmt: Select[Any], json_cols: Sequence[str] = ()) -> pd.DataFrame:
@@ -386,7 +427,7 @@ class ResultsDB:
         unique = list({sp.config_hash: sp for sp in reversed(list(specs))}.values())[::-1]
         hashes = [sp.config_hash for sp in unique]
         now = _now()
-        with self._write() as s:
+        with self._write(exclusive=True) as s:
             known = set(s.scalars(select(Job.config_hash).where(Job.config_hash.in_(hashes))))
             new = [sp for sp in unique if sp.config_hash not in known]
             s.add_all(Job(config_hash=sp.config_hash, group_hash=sp.group_hash, suite=suite,
@@ -421,16 +462,21 @@ class ResultsDB:
         takeable = or_(Job.status == PENDING, stale, and_(Job.status == FAILED, retry_failed))
         scope = [] if config_hashes is None else [Job.config_hash.in_(list(config_hashes))]
         rank = case((Job.status == PENDING, 0), (Job.status == RUNNING, 1), else_=2)
+        # PostgreSQL locks the candidate, skipping rows other claimers hold (FOR NO KEY
+        # UPDATE: an insert referencing the job does not block it); SQLite has no row locks and
+        # needs none under BEGIN IMMEDIATE. Either way the conditional UPDATE decides.
+        candidate = (select(Job.id).where(takeable, *scope).order_by(rank, Job.id).limit(1)
+                     .with_for_update(skip_locked=True, key_share=True))
+        lost: list[int] = []
         with self._write() as s:
-            while ids := s.scalars(select(Job.id).where(takeable, *scope)
-                                   .order_by(rank, Job.id).limit(64)).all():
-                for job_id in ids:
-                    won = s.execute(update(Job).where(Job.id == job_id, takeable).values(
-                        status=RUNNING, worker=worker, heartbeat=now, reason=None,
-                        attempts=Job.attempts + 1, updated_at=now
-                    ).execution_options(synchronize_session=False)).rowcount == 1
-                    if won:
-                        return self._start_attempt(s, job_id, worker, info, now)
+            while (job_id := s.scalar(candidate.where(Job.id.not_in(lost)))) is not None:
+                won = s.execute(update(Job).where(Job.id == job_id, takeable).values(
+                    status=RUNNING, worker=worker, heartbeat=now, reason=None,
+                    attempts=Job.attempts + 1, updated_at=now
+                ).execution_options(synchronize_session=False)).rowcount == 1
+                if won:
+                    return self._start_attempt(s, job_id, worker, info, now)
+                lost.append(job_id)
         return None
 
     def _start_attempt(self, s: Session, job_id: int, worker: str, info: dict,
@@ -634,7 +680,7 @@ class ResultsDB:
         """Upsert paper numbers keyed by (table, backbone, method, setting, metric)."""
         keys = ["table", "backbone", "method", "setting", "metric"]
         count = 0
-        with self._write() as s:
+        with self._write(exclusive=True) as s:
             for row in rows:
                 full = {"dataset": "", "setting": "", "inferred": False, **row}
                 self._upsert(s, PaperValue, keys, full)

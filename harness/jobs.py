@@ -36,6 +36,7 @@ class Profile:
     val_size: int | None = None
     seeds: int | None = None  # None: the suite's (the paper's five)
     image_size: dict[str, int] = field(default_factory=dict)  # per model form
+    gpus: int | None = None  # data-parallel processes per job; None: the recipe's
 
 
 PROFILES = {
@@ -44,6 +45,7 @@ PROFILES = {
     "smoke": Profile(
         "smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
         train_size=64, val_size=32, seeds=1, image_size={"cifar": 16, "imagenet": 64},
+        gpus=1,
     ),
 }
 
@@ -58,6 +60,7 @@ class Overrides:
     dataset: str | None = None  # provider instead of the suite's dataset (e.g. image-folder)
     batch_size: int | None = None
     sets: tuple[str, ...] = ()  # "[FILTER:]KEY=VALUE" config overrides (see parse_set)
+    gpus_per_job: int | None = None  # data-parallel processes of every job (--gpus-per-job)
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def _positive(name: str, value: int | None) -> None:
 
 def expand(suite: Suite, prof: Profile, over: Overrides = Overrides()) -> list[Job]:
     """Every job of ``suite`` under ``prof``; rows differing only in ``eval`` share a job."""
-    for name in ("seeds", "epochs", "batch_size"):
+    for name in ("seeds", "epochs", "batch_size", "gpus_per_job"):
         _positive(name.replace("_", "-"), getattr(over, name))
     if suite.recipe is None:
         rows = [r for r in suite.rows if _matches(r, parse_only(over.only))]
@@ -237,7 +240,8 @@ def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides,
     lr = row.train.get("lr", recipe.scaled_lr(batch))
     if over.batch_size or prof.batch_size:
         lr = recipe.scaled_lr(batch)
-    return {
+    gpus = next(g for g in (over.gpus_per_job, prof.gpus, recipe.gpus) if g is not None)
+    out = {
         "recipe": recipe.name,
         "epochs": epochs,
         "batch_size": batch,
@@ -252,6 +256,9 @@ def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides,
         "pipeline": "device" if recipe.augment == "crop-flip"
         and provider in DEVICE_PIPELINE_PROVIDERS else "loader",
     }
+    if gpus > 1:  # one process writes no key, so single-device jobs keep their identity
+        out["gpus"] = gpus  # data-parallel processes; batch_size stays the global batch
+    return out
 
 
 def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
@@ -273,13 +280,40 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
         "comparable": prof.comparable and over.epochs is None and over.dataset is None,
     }
     applied = apply_sets(config, row, list(settings))
+    _check_split(config["train"], applied)
     if applied:  # another experiment than the paper's row: its own identity, not comparable
         config |= {"overrides": applied, "comparable": False}
+        _check_numbers(config, applied)
         if unavailable is None and any(t.path[0] == "model" for t in settings if t.text in applied):
             _check_model(config["model"], applied)
     group = stable_hash(config)
     config_hash = stable_hash({**config, "seed": seed})
     return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
+
+
+#: Config numbers that must stay positive whatever --set says.
+POSITIVE = {"train": ("epochs", "batch_size", "eval_batch_size", "lr"),
+            "data": ("image_size", "num_classes", "train_size", "val_size")}
+
+
+def _check_numbers(config: dict[str, Any], applied: list[str]) -> None:
+    for section, keys in POSITIVE.items():
+        for key in keys:
+            value = config[section].get(key)
+            if value is not None and not value > 0:
+                raise UserError(f"--set {' '.join(applied)}: {section}.{key} must be positive, "
+                                f"got {value}")
+
+
+def _check_split(train: dict[str, Any], applied: list[str]) -> None:
+    """A data-parallel job's batch must split evenly over its processes."""
+    gpus, batch = train.get("gpus", 1), train["batch_size"]
+    if not isinstance(gpus, int) or gpus < 1:
+        raise UserError(f"--set {' '.join(applied)}: train.gpus must be a positive integer, "
+                        f"got {gpus!r}")
+    if batch % gpus:
+        raise UserError(f"batch size {batch} does not split evenly over {gpus} GPUs per job; "
+                        f"choose a --batch-size divisible by {gpus} or another --gpus-per-job")
 
 
 def _check_model(model: dict[str, Any], applied: list[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 
 from rich.console import Group
@@ -16,9 +16,12 @@ from harness.db import ResultsDB
 POLL_S = 1.0
 
 
-def watch(url: str, suite: str, hashes: Sequence[str], procs: Sequence[BaseProcess]) -> None:
+def watch(url: str, suite: str, hashes: Sequence[str],
+          procs: Sequence[BaseProcess] | Callable[[], bool]) -> None:
     """Show jobs done/total, each running job's epoch and error, and an ETA, until the
-    workers exit."""
+    workers exit. ``procs`` is the local worker processes, or a callable saying whether work
+    is still going on (called once per refresh; the Ray backend advances its tasks in it)."""
+    going = procs if callable(procs) else lambda: any(p.is_alive() for p in procs)
     wanted = set(hashes)
     bar = Progress(TextColumn(f"[bold]{suite}[/]"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("jobs"), TimeRemainingColumn())
@@ -30,7 +33,7 @@ def watch(url: str, suite: str, hashes: Sequence[str], procs: Sequence[BaseProce
             finished = int(frame["status"].isin(["COMPLETED", "FAILED", "CANCELLED"]).sum())
             bar.update(task, completed=finished)
             live.update(Group(bar, _running(db, frame)))
-            if not any(p.is_alive() for p in procs):
+            if not going():
                 break
             time.sleep(POLL_S)
 

@@ -8,6 +8,7 @@ checkpoints are loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,7 +26,11 @@ from torch import nn
 from harness.config import ModelSpec, stable_hash
 from harness.data import Data, DataSpec, open_data
 from harness.devicedata import DeviceBatches
+from harness.paths import inside
 from models.ba2m import BA2M
+
+if TYPE_CHECKING:
+    from harness.distributed import Dist
 
 
 class Diverged(RuntimeError):
@@ -34,6 +39,10 @@ class Diverged(RuntimeError):
 
 class Stopped(RuntimeError):
     """Training was asked to stop (interrupt, or the job was reclaimed elsewhere)."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions, a file in the way)."""
 
 
 @dataclass
@@ -65,15 +74,31 @@ class Checkpoint:
         return self.path.with_suffix(".sha256")
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write atomically: a crash leaves the old checkpoint or the new one, never half."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically: a crash leaves the old checkpoint or the new one, never half.
+        Raises :class:`CheckpointError` (one line naming the file and the fix) on OS errors."""
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        digest = _sha256(tmp)
-        os.replace(tmp, self.path)
         side_tmp = self.sidecar.with_suffix(f".tmp{os.getpid()}")
-        side_tmp.write_text(digest)
-        os.replace(side_tmp, self.sidecar)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:  # a Python file, so that OS errors keep their errno
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            digest = _sha256(tmp)
+            os.replace(tmp, self.path)
+            side_tmp.write_text(digest)
+            os.replace(side_tmp, self.sidecar)
+        except (OSError, RuntimeError) as exc:
+            cause = _os_error(exc)
+            if cause is None:
+                raise
+            for leftover in (tmp, side_tmp):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+            raise CheckpointError(
+                f"cannot write checkpoint {self.path}: "
+                f"{cause.strerror or cause}; free disk space or fix the folder's permissions, "
+                "then re-run with --retry-failed") from exc
 
     def load(self) -> tuple[dict[str, Any] | None, str]:
         """(state, note): state is None when absent or unusable; the note says why."""
@@ -86,6 +111,13 @@ class Checkpoint:
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: start again
             reason = str(exc).splitlines()[0][:200]
             return None, f"checkpoint {self.path.name} unreadable ({reason}); restarted from scratch"
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind ``exc`` (torch.save reports a failed write as a RuntimeError)."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 def _sha256(path: Path) -> str:
@@ -154,7 +186,7 @@ def checkpoint_for(config: dict[str, Any], results_dir: str | Path) -> Checkpoin
     stored = {k: v for k, v in config.items() if k not in ("data", "runtime")} | {
         "data": {k: v for k, v in config["data"].items() if k not in ("data_root", "download")}
     }
-    return Checkpoint(Path(results_dir) / "checkpoints" / f"{stable_hash(stored)}.pt")
+    return Checkpoint(inside(results_dir, "checkpoints", f"{stable_hash(stored)}.pt"))
 
 
 def evaluate(model: nn.Module, loader: Any, device: torch.device, amp: bool) -> EvalResult:
@@ -198,8 +230,17 @@ def train(
     checkpoint: Checkpoint,
     hooks: Hooks = Hooks(),
     device: torch.device | None = None,
+    dist: Dist | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` to its last epoch (resuming if a checkpoint exists); return results."""
+    """Train ``config`` to its last epoch (resuming if a checkpoint exists); return results.
+
+    A config with ``train.gpus`` W > 1 is trained by W data-parallel processes, this one
+    being rank 0 (``harness.distributed``, which calls back here with ``dist`` set on every
+    rank). Ranks other than 0 neither evaluate, checkpoint nor return results."""
+    if dist is None and config["train"].get("gpus", 1) > 1:
+        from harness.distributed import run_job
+
+        return run_job(config, checkpoint, hooks)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = device.type == "cuda"
     t = config["train"]
@@ -209,7 +250,8 @@ def train(
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     # torch.compile is opt-in (--compile) until shown correct and faster on the target card
-    model = torch.compile(net) if config.get("runtime", {}).get("compile") else net
+    compile_model = config.get("runtime", {}).get("compile")
+    model = torch.compile(net) if compile_model and dist is None else net
     opt = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"],
                           weight_decay=t["weight_decay"], nesterov=t["nesterov"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, t["milestones"], t["gamma"])
@@ -222,16 +264,32 @@ def train(
         _set_rng_state(saved["rng"])
         state = TrainState(saved["epoch"], list(saved["history"]))
         note = f"resumed from checkpoint after epoch {state.epoch}"
+    if dist is not None:  # every rank loaded rank 0's checkpoint (or none) above
+        model = dist.wrap(net)
+        model = torch.compile(model) if compile_model else model
     if note:
         hooks.on_resume(state.epoch, note)
+    # a kill between saving a checkpoint and recording its epoch loses no row: the saved
+    # history is recorded again (an idempotent upsert of the same values)
+    for epoch, metrics in enumerate(state.history, 1):
+        hooks.on_epoch(epoch, metrics)
 
     device_data = device_pipeline(data, config, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    # data parallel: rank 0 evaluates the bare network alone, at the batch BA²M's softmax saw
+    eval_model, eval_batch = model, t["eval_batch_size"]
+    if dist is not None:
+        from harness.distributed import eval_batch_size
+
+        eval_model, eval_batch = net, eval_batch_size(config, net, dist.world)
     for epoch in range(state.epoch, t["epochs"]):
-        metrics = _train_epoch(model, opt, data, epoch, config, device, amp, hooks, device_data)
+        metrics = _train_epoch(model, opt, data, epoch, config, device, amp, hooks, device_data,
+                               dist)
         sched.step()
-        val = evaluate(model, data.val_loader(t["eval_batch_size"]), device, amp)
+        if dist is not None and dist.rank:
+            continue
+        val = evaluate(eval_model, data.val_loader(eval_batch), device, amp)
         metrics |= {"val_loss": val.loss, "top1_err": val.top1_err, "top5_err": val.top5_err}
         state.epoch, state.history = epoch + 1, [*state.history, metrics]
         checkpoint.save({
@@ -243,11 +301,20 @@ def train(
         if hooks.should_stop() and state.epoch < t["epochs"]:
             raise Stopped(f"stopped after epoch {state.epoch}")
 
+    if dist is not None and dist.rank:
+        return {}
     for variant in config.get("evals", []):
-        res = evaluate(model, data.val_loader(variant.get("batch_size", t["eval_batch_size"]),
-                                              variant.get("order", "natural")), device, amp)
+        res = evaluate(eval_model, data.val_loader(variant.get("batch_size", eval_batch),
+                                                   variant.get("order", "natural")), device, amp)
         hooks.on_eval(eval_key(variant), res.top1_err, res.top5_err)
-    return summarize(state.history, config, net)
+    result = summarize(state.history, config, net)
+    if dist is not None:
+        from harness.distributed import batch_scope
+
+        result |= {"eval_batch_size": eval_batch, "world_size": dist.world,
+                   "per_gpu_batch": t["batch_size"] // dist.world,
+                   "batch_scope": batch_scope(net)}
+    return result
 
 
 #: Batches between two checks of the loss for NaN/inf (each check waits for the device).
@@ -278,15 +345,19 @@ def device_pipeline(data: Data, config: dict[str, Any], device: torch.device) ->
 
 def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch: int,
                  config: dict[str, Any], device: torch.device, amp: bool,
-                 hooks: Hooks, device_data: DeviceBatches | None = None) -> dict[str, float]:
-    """One epoch; sums stay on the device, so the loop waits for it only every CHECK_EVERY."""
+                 hooks: Hooks, device_data: DeviceBatches | None = None,
+                 dist: Dist | None = None) -> dict[str, float]:
+    """One epoch; sums stay on the device, so the loop waits for it only every CHECK_EVERY.
+    Data parallel: this rank's shard of each batch; the finite check and sums span the ranks."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     lr = opt.param_groups[0]["lr"]
     start = time.perf_counter()
-    for step, (x, y) in enumerate(batches(data, config, epoch, device, device_data), 1):
+    source = (batches(data, config, epoch, device, device_data) if dist is None
+              else dist.batches(data, config, epoch, device, device_data))
+    for step, (x, y) in enumerate(source, 1):
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
@@ -298,15 +369,21 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch
         loss_sum += loss.detach() * len(y)
         wrong += (out.detach().argmax(1) != y).sum()
         n += len(y)
-        if step % CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+        if step % CHECK_EVERY == 0 and not _finite(loss_sum, dist):
             raise Diverged(f"diverged at epoch {epoch + 1}")
         if hooks.should_stop():
             raise Stopped(f"stopped during epoch {epoch + 1}")
-    if not torch.isfinite(loss_sum):
+    if not _finite(loss_sum, dist):
         raise Diverged(f"diverged at epoch {epoch + 1}")
+    if dist is not None:
+        loss_sum, wrong, n = dist.sum(loss_sum, wrong, n)
     seconds = time.perf_counter() - start
     return {"train_loss": loss_sum.item() / max(n, 1), "train_err": 100 * wrong.item() / max(n, 1),
             "lr": lr, "images_per_s": n / seconds if seconds else 0.0, "seconds": seconds}
+
+
+def _finite(x: torch.Tensor, dist: Dist | None) -> bool:
+    return bool(torch.isfinite(x)) if dist is None else dist.all_finite(x)
 
 
 def eval_key(variant: dict[str, Any]) -> str:

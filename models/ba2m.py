@@ -157,7 +157,10 @@ class BA2M(nn.Module):
         eval_mode: "batch" (the same computation over the evaluation batch) or "identity"
             (deactivated at inference).
         batch_scope: "local" (softmax over this process's batch) or "global" (over the batch
-            of all data-parallel processes, gathered with all_gather).
+            of all data-parallel processes, gathered with a differentiable all_gather). Global
+            gathers only in training mode inside an initialised process group; in eval mode,
+            or without a process group, the softmax is over the batch given (evaluation is
+            not data-parallel in this harness, see docs/distributed.md).
         gsa_impl: "sdpa" (fused attention) or "matmul" (reference).
     """
 
@@ -230,12 +233,14 @@ class BA2M(nn.Module):
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Batch weights w (N,): softmax of the SARs over the batch (Eq. 11)."""
         sar = self.sar(x)
-        if self.batch_scope == "global" and _distributed():
+        if self.batch_scope == "global" and self.training and _distributed():
             w = _global_softmax(sar)
+            n = sar.shape[0] * torch.distributed.get_world_size()
         else:
             w = torch.softmax(sar, dim=0)
+            n = sar.shape[0]
         if self.batch_scale == "n":
-            w = w * (_global_batch(sar) if self.batch_scope == "global" else sar.shape[0])
+            w = w * n
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,18 +265,33 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def _global_batch(sar: torch.Tensor) -> int:
-    if not _distributed():
-        return sar.shape[0]
-    return sar.shape[0] * torch.distributed.get_world_size()
+class _GatherBatch(torch.autograd.Function):
+    """All-gather along dim 0 with a gradient: forward concatenates every process's tensor in
+    rank order; backward sums the gradient of the whole concatenation over the processes
+    (all_reduce) and returns this process's slice, so each sample's gradient holds the terms of
+    every process's loss. all_reduce rather than reduce_scatter: gloo has no reduce_scatter,
+    and the tensors gathered here are a few floats per sample."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        dist = torch.distributed
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]  # type: ignore[attr-defined]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        start = ctx.rank * ctx.n  # type: ignore[attr-defined]
+        return grad[start:start + ctx.n]  # type: ignore[attr-defined]
 
 
 def _global_softmax(sar: torch.Tensor) -> torch.Tensor:
     """Softmax over the concatenated batch of every process; returns this process's slice.
 
-    Assumes equal per-process batch sizes (DistributedSampler with drop_last)."""
-    from torch.distributed.nn.functional import all_gather
-
-    parts = all_gather(sar)
-    rank = torch.distributed.get_rank()
-    return torch.softmax(torch.cat(parts), dim=0).chunk(len(parts))[rank]
+    Every process must give the same batch size (the harness shards each global batch into
+    equal parts; all_gather needs equal shapes)."""
+    n, rank = sar.shape[0], torch.distributed.get_rank()
+    return torch.softmax(_GatherBatch.apply(sar), dim=0)[rank * n:(rank + 1) * n]

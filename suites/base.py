@@ -37,6 +37,7 @@ class Recipe:
     eval_resize: int | None = None  # ImageNet: resize shorter side, then centre crop
     eval_crop: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    gpus: int = 1  # data-parallel processes of one job; batch_size is their global batch
 
     def scaled_lr(self, batch_size: int) -> float:
         """Linear scaling rule: lr grows with the batch size."""

@@ -43,10 +43,13 @@ IMAGENET_BAM = Recipe(
     augment="rrc-flip",
     eval_resize=256,
     eval_crop=224,
+    gpus=8,
     sources={
         "all": "BAM official code (Jongchan/attention-module, train_imagenet.py): SGD, "
         "momentum 0.9, weight decay 1e-4, lr 0.1 per 256 images, x0.1 every 30 epochs, "
         "100 epochs, random-resized crop 224 + flip; eval resize 256, centre crop 224",
+        "gpus": "BA2M paper, IV: 'CIFAR-related and ImageNet-related experiments are on a "
+        "single card and eight cards, respectively' (32 images per card; docs/distributed.md)",
     },
 )
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from harness.paths import inside
 from harness.report.tables import METRIC_LABELS, RowReport, error_metric
 
 PAPER_COLOR, OURS_COLOR = "#1f4e79", "#c55a11"
@@ -25,7 +26,7 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> tuple[Path, Path
     """Write ``stem.png`` (150 dpi) and ``stem.svg`` under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    png, svg = out / f"{stem}.png", out / f"{stem}.svg"
+    png, svg = inside(out, f"{stem}.png"), inside(out, f"{stem}.svg")
     fig.savefig(png, dpi=150, bbox_inches="tight")
     fig.savefig(svg, bbox_inches="tight")
     return png, svg

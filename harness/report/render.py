@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 import suites as suite_registry
 from harness.db import ResultsDB
 from harness.errors import UserError
+from harness.paths import inside
 from harness.report import figures as F
 from harness.report.audit import audit_summary
 from harness.report.build import Report, SuiteReport
@@ -455,11 +456,11 @@ def write_report(report: Report, formats: Sequence[str] = ("markdown",),
     figs = make_figures(report, out) if figures and set(formats) - {"csv"} else {}
     written: dict[str, Path] = {}
     for fmt in formats:
-        path = out / f"report.{EXTENSIONS[fmt]}"
+        path = inside(out, f"report.{EXTENSIONS[fmt]}")
         if fmt == "csv":
             for stem, frame in report_frames(report).items():
                 if stem == "report" or not frame.empty:
-                    frame.to_csv(out / f"{stem}.csv", index=False)
+                    frame.to_csv(inside(out, f"{stem}.csv"), index=False)
         else:
             path.write_text(_RENDERERS[fmt](report, figs, out), encoding="utf-8")
         written[fmt] = path

@@ -1,0 +1,419 @@
+"""The fault campaign: kill -9 of the runner and of a worker at random moments (with corrupted
+checkpoints on the way), two runners at once, a diverging job, disk and database write errors,
+an older schema, hostile file names and checkpoints. Every case ends with a consistent database
+and, where training finishes, with exactly the numbers of an uninterrupted run.
+
+All runs use the real command line on a small CPU job: Table VII's two rows with ResNet-20 for
+ResNet-50 (``--set``), 256 synthetic 16x16 images, 3 epochs, one seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness.db import ResultsDB
+from harness.errors import UserError
+from harness.paths import inside, safe_name
+from harness.train import Checkpoint, Hooks, train
+
+SMALL = ["--profile", "smoke", "--gpus", "none", "--no-progress", "--epochs", "3",
+         "--set", "model.arch=resnet20", "--set", "model.options.stages=[1,2,3]",
+         "--set", "data.train_size=256"]
+ENV = {**os.environ, "BA2M_HEARTBEAT_S": "0.5"}
+KILLS = 10  # per campaign, as the issue asks
+
+
+def command(tmp: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "harness", "run", "table7", *SMALL,
+            "--db", str(tmp / "db.sqlite"), "--results-dir", str(tmp / "results"), *extra]
+
+
+def start(tmp: Path, *extra: str, **kw: Any) -> subprocess.Popen:
+    log = open(tmp / "log.txt", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(command(tmp, *extra), env=kw.pop("env", ENV), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, **kw)
+
+
+def finish(tmp: Path, *extra: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
+    return subprocess.run(command(tmp, *extra), env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def log(tmp: Path) -> str:
+    path = tmp / "log.txt"
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+# ------------------------------------------------------------------------ database state
+def _rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def snapshot(tmp: Path) -> dict[str, Any]:
+    """Statuses, results and per-epoch metrics by config hash (timings left out), after
+    checking that nothing is duplicated and the file is intact."""
+    db = tmp / "db.sqlite"
+    assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
+    assert not _rows(db, "SELECT job_id FROM results GROUP BY job_id HAVING COUNT(*) > 1")
+    assert not _rows(db, "SELECT job_id, epoch FROM epochs GROUP BY job_id, epoch "
+                         "HAVING COUNT(*) > 1")
+    join = "JOIN jobs j ON j.id = x.job_id"
+    return {
+        "status": dict(_rows(db, "SELECT config_hash, status FROM jobs")),
+        "results": {r[0]: r[1:] for r in _rows(
+            db, "SELECT j.config_hash, best_top1_err, best_top5_err, best_epoch, last_top1_err, "
+                f"last_top5_err, x.epochs FROM results x {join}")},
+        "epochs": {r[:2]: r[2:] for r in _rows(
+            db, "SELECT j.config_hash, epoch, train_loss, train_err, val_loss, top1_err, "
+                f"top5_err, lr FROM epochs x {join}")},
+    }
+
+
+def _epochs_recorded(db: Path) -> int:
+    try:
+        return _rows(db, "SELECT COUNT(*) FROM epochs")[0][0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def completed_attempts(tmp: Path) -> dict[str, int]:
+    return dict(_rows(tmp / "db.sqlite", "SELECT j.config_hash, COUNT(*) FROM attempts a JOIN "
+                      "jobs j ON j.id = a.job_id WHERE a.exit_reason = 'completed' "
+                      "GROUP BY j.config_hash"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """An uninterrupted run of the same command."""
+    tmp = tmp_path_factory.mktemp("reference")
+    done = finish(tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    snap = snapshot(tmp)
+    assert set(snap["status"].values()) == {"COMPLETED"} and len(snap["results"]) == 2
+    assert len(snap["epochs"]) == 6
+    return snap
+
+
+# ---------------------------------------------------------------------------- processes
+def workers(pid: int) -> list[int]:
+    """The runner's worker processes (spawned multiprocessing children)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                    found.append(int(kid))
+            except OSError:
+                continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_gone(pids: list[int], timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while any(alive(p) for p in pids):
+        assert time.time() < deadline, f"orphaned workers {pids} did not stop"
+        time.sleep(0.1)
+
+
+def corrupt_a_checkpoint(tmp: Path, rng: random.Random) -> str | None:
+    """Damage the checkpoint of an unfinished job (truncated, with or without its checksum
+    file); returns the note the resumed attempt must then carry."""
+    from harness.train import checkpoint_for
+
+    with ResultsDB(str(tmp / "db.sqlite")) as db:
+        jobs = db.jobs_frame("table7")
+    for config, status in zip(jobs["config"], jobs["status"]):
+        ckpt = checkpoint_for(config, tmp / "results")
+        if status == "COMPLETED" or not ckpt.path.exists():
+            continue
+        data = ckpt.path.read_bytes()
+        ckpt.path.write_bytes(data[: len(data) // 2])
+        if rng.random() < 0.5:
+            ckpt.sidecar.unlink(missing_ok=True)
+            return "unreadable"
+        return "failed its checksum"
+    return None
+
+
+def notes(tmp: Path) -> list[str]:
+    return [n for (n,) in _rows(tmp / "db.sqlite", "SELECT note FROM attempts") if n]
+
+
+# ----------------------------------------------------------------------------- campaign
+def _campaign(tmp_root: Path, reference: dict[str, Any], target: str) -> dict[str, int]:
+    """Kill ``target`` ("runner" or "worker") with SIGKILL at random moments, re-running the
+    same command whenever the runner is gone, until KILLS kills have landed; every run that
+    finishes must equal the reference. Returns counts."""
+    rng = random.Random(f"ba2m-{target}")
+    kills = cycles = corruptions = in_training = 0
+    expected_notes: list[str] = []
+    while kills < KILLS:
+        cycles += 1
+        tmp = tmp_root / f"cycle{cycles}"
+        tmp.mkdir()
+        proc = start(tmp)
+        while True:
+            delay = rng.uniform(1.0, 12.0) if target == "runner" else rng.uniform(0.5, 6.0)
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                pass
+            if proc.poll() is not None:  # the run ended by itself
+                if proc.returncode == 0:
+                    break
+                assert proc.returncode == 1 and "re-run the same command" in log(tmp), log(tmp)
+                proc = start(tmp)  # a worker was killed more often than the runner replaces
+                continue
+            if kills >= KILLS:
+                proc.wait(timeout=600)
+                continue
+            held = workers(proc.pid)
+            in_training += _epochs_recorded(tmp / "db.sqlite") > 0
+            if target == "runner":
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                wait_gone(held)  # an orphaned worker releases its job and exits
+                if rng.random() < 0.5 and (note := corrupt_a_checkpoint(tmp, rng)):
+                    corruptions += 1
+                    expected_notes.append(note)
+                proc = start(tmp)
+            elif held:
+                os.kill(held[0], signal.SIGKILL)
+                kills += 1
+        got = snapshot(tmp)
+        assert got == reference, f"{target} kills changed the numbers (cycle {cycles})\n{log(tmp)}"
+        assert set(completed_attempts(tmp).values()) == {1}  # each job completed exactly once
+        assert not _rows(tmp / "db.sqlite", "SELECT id FROM attempts WHERE ended_at IS NULL")
+        for note in expected_notes:
+            assert any(note in n and "restarted from scratch" in n for n in notes(tmp)), notes(tmp)
+        expected_notes.clear()
+    return {"kills": kills, "after_first_epoch": in_training, "cycles": cycles,
+            "corruptions": corruptions}
+
+
+def test_kill_9_of_the_runner_loses_and_doubles_nothing(
+        tmp_path: Path, reference: dict[str, Any]) -> None:
+    counts = _campaign(tmp_path, reference, "runner")
+    print(f"runner campaign: {counts}")
+    assert counts["kills"] == KILLS
+
+
+def test_kill_9_of_a_worker_loses_and_doubles_nothing(
+        tmp_path: Path, reference: dict[str, Any]) -> None:
+    counts = _campaign(tmp_path, reference, "worker")
+    print(f"worker campaign: {counts}")
+    assert counts["kills"] == KILLS
+
+
+# -------------------------------------------------------------------------- concurrency
+def test_two_runners_at_once_run_each_job_once(tmp_path: Path,
+                                               reference: dict[str, Any]) -> None:
+    first, second = start(tmp_path), start(tmp_path)
+    assert first.wait(timeout=600) == 0, log(tmp_path)
+    assert second.wait(timeout=600) == 0, log(tmp_path)
+    assert snapshot(tmp_path) == reference
+    attempts = _rows(tmp_path / "db.sqlite", "SELECT job_id, COUNT(*) FROM attempts GROUP BY job_id")
+    assert [n for _, n in attempts] == [1, 1], attempts  # no job ran twice
+
+
+# ---------------------------------------------------------------------------- divergence
+def test_a_diverging_job_fails_alone_and_retry_failed_runs_it_again(tmp_path: Path) -> None:
+    nan = ("--set", "setting=inside:train.lr=1e12", "--epochs", "1")
+    first = finish(tmp_path, *nan)
+    assert first.returncode == 1
+    assert "FAILED ResNet-50 / ba2m / inside: diverged at epoch 1" in first.stdout, first.stdout
+    status = subprocess.run([sys.executable, "-m", "harness", "status", "table7", "--db",
+                             str(tmp_path / "db.sqlite")], capture_output=True, text=True)
+    assert "1 completed, 1 failed" in status.stdout
+    assert "diverged at epoch 1" in status.stdout, status.stdout
+    again = finish(tmp_path, *nan, "--retry-failed", "--only", "setting=inside")
+    assert again.returncode == 1
+    rows = _rows(tmp_path / "db.sqlite", "SELECT j.label, a.exit_reason FROM attempts a "
+                 "JOIN jobs j ON j.id = a.job_id ORDER BY a.id")
+    diverged = [r for label, r in rows if "inside" in label]
+    assert diverged == ["diverged at epoch 1"] * 2, rows  # run again, failed again
+    assert [r for label, r in rows if "between" in label] == ["completed"]
+
+
+# ------------------------------------------------------------------------- checkpoints
+def _config(epochs: int) -> dict[str, Any]:
+    return {
+        "model": {"arch": "resnet20", "form": "cifar", "num_classes": None, "attention": "ba2m",
+                  "options": {"stages": [1, 2, 3]}},
+        "data": {"provider": "synthetic", "num_classes": 10, "image_size": 16,
+                 "train_size": 64, "val_size": 32},
+        "train": {"recipe": "test", "epochs": epochs, "batch_size": 32, "lr": 0.05,
+                  "momentum": 0.9, "weight_decay": 5e-4, "nesterov": False, "milestones": [],
+                  "gamma": 0.1, "augment": "crop-flip", "eval_batch_size": 32},
+        "evals": [], "seed": 0,
+    }
+
+
+@pytest.mark.parametrize("damage", ["truncate", "truncate-no-checksum", "flip-byte"])
+def test_a_damaged_checkpoint_is_detected_and_the_job_restarts(tmp_path: Path,
+                                                               damage: str) -> None:
+    ckpt = Checkpoint(tmp_path / "c.pt")
+    train(_config(1), ckpt)
+    data = bytearray(ckpt.path.read_bytes())
+    if damage == "flip-byte":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = data[: len(data) // 3]
+    ckpt.path.write_bytes(bytes(data))
+    if damage == "truncate-no-checksum":
+        ckpt.sidecar.unlink()
+    said: list[tuple[int, str]] = []
+    epochs: list[int] = []
+    hooks = Hooks(on_resume=lambda e, n: said.append((e, n)), on_epoch=lambda e, m: epochs.append(e))
+    result = train(_config(2), ckpt, hooks)
+    assert said and said[0][0] == 0 and "restarted from scratch" in said[0][1], said
+    assert ("unreadable" if damage == "truncate-no-checksum" else "checksum") in said[0][1]
+    assert epochs == [1, 2] and result["epochs"] == 2
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path: Path) -> None:
+    """weights_only loading: a pickle that would run a command is refused, and nothing runs."""
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (os.system, (f"touch {marker}",))
+
+    ckpt = Checkpoint(tmp_path / "evil.pt")
+    with open(ckpt.path, "wb") as f:
+        torch.save({"model": Evil()}, f)  # torch.save pickles it; a plain load would run it
+    import hashlib
+
+    ckpt.sidecar.write_text(hashlib.sha256(ckpt.path.read_bytes()).hexdigest())
+    state, note = ckpt.load()
+    assert state is None and "unreadable" in note
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------- disk and database
+def _limit_file_size(limit: int) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death: a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_checkpoint_write_error_fails_the_job_clearly(tmp_path: Path,
+                                                        reference: dict[str, Any]) -> None:
+    """Checkpoints (about 3 MB) cannot be written under a 1.5 MB file-size limit (EFBIG, as on
+    a full disk); the database itself stays small enough to be written."""
+    proc = start(tmp_path, preexec_fn=lambda: _limit_file_size(1_500_000))
+    assert proc.wait(timeout=600) == 1, log(tmp_path)
+    assert "cannot write checkpoint" in log(tmp_path)
+    snap = snapshot(tmp_path)
+    assert set(snap["status"].values()) == {"FAILED"} and not snap["results"]
+    reasons = [r for (r,) in _rows(tmp_path / "db.sqlite", "SELECT reason FROM jobs")]
+    assert all(r.startswith("CheckpointError: cannot write checkpoint") and "File too large" in r
+               and "--retry-failed" in r for r in reasons), reasons
+    assert not list((tmp_path / "results" / "checkpoints").glob("*.tmp*"))  # no leftovers
+    done = finish(tmp_path, "--retry-failed")  # space is back
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot(tmp_path) == reference
+
+
+def test_a_blocked_results_folder_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
+    (tmp_path / "results").write_text("a file where the checkpoints folder should be")
+    done = finish(tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: cannot write checkpoints under")
+    assert not (tmp_path / "db.sqlite").exists()
+
+
+def test_a_database_write_error_stops_clearly_and_a_rerun_resumes(
+        tmp_path: Path, reference: dict[str, Any]) -> None:
+    """Another program holds the database's write lock mid-run: the worker cannot record its
+    epoch, says so in one line and stops; nothing is marked completed; once the lock is gone
+    the same command finishes with the uninterrupted numbers."""
+    db = tmp_path / "db.sqlite"
+    proc = start(tmp_path, env={**ENV, "BA2M_SQLITE_BUSY_MS": "300"})
+    deadline = time.time() + 300
+    while not _epochs_recorded(db):
+        assert proc.poll() is None and time.time() < deadline, log(tmp_path)
+        time.sleep(0.2)
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        assert proc.wait(timeout=300) == 1, log(tmp_path)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    out = log(tmp_path)
+    assert "the results database failed (OperationalError: database is locked)" in out, out
+    assert "error: a worker could not write the results database" in out
+    assert "Traceback" not in out
+    snap = snapshot(tmp_path)
+    assert "COMPLETED" not in snap["status"].values() and not snap["results"], snap["status"]
+    done = finish(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot(tmp_path) == reference
+
+
+def test_an_older_schema_is_refused_at_the_command_line_and_left_as_is(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    ResultsDB(str(db)).close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    conn.close()  # the last connection folds the write-ahead log into the file
+    before = db.read_bytes()
+    for args in (["run", "table7", "--profile", "smoke"], ["status"], ["report", "table7"]):
+        done = subprocess.run([sys.executable, "-m", "harness", *args, "--db", str(db)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        line = done.stderr.strip()
+        assert "\n" not in line and "schema version 0" in line and "start a new database" in line
+        assert db.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------ paths
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/abs/path", "a/../../b", "..", "",
+                                  "ResNet-50 / ba2m"])
+def test_names_cannot_leave_the_chosen_folder(tmp_path: Path, name: str) -> None:
+    path = inside(tmp_path, name)
+    assert path.parent == tmp_path and path.resolve().is_relative_to(tmp_path.resolve())
+    assert "/" not in safe_name(name) and not safe_name(name).startswith(".")
+
+
+def test_a_link_that_leads_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "figures").symlink_to(tmp_path.parent)
+    with pytest.raises(UserError, match="resolves outside"):
+        inside(tmp_path / "reports", "figures", "x.png")
+
+
+def test_results_files_are_never_unpickled() -> None:
+    """Configs and results are JSON text; checkpoints load with weights_only=True."""
+    src = Path(__file__).resolve().parents[1] / "harness"
+    text = {p.name: p.read_text() for p in src.rglob("*.py")}
+    assert not [n for n, t in text.items() if "pickle" in t or "weights_only=False" in t]
+    assert [n for n, t in text.items() if "torch.load(" in t] == ["train.py"]
+    assert "weights_only=True" in text["train.py"]

@@ -1,0 +1,212 @@
+"""The Ray backend on a local Ray with two logical GPUs (no real GPU needed: training runs on
+the CPU): a smoke suite completes each job once, GPU ids never collide, a killed worker's task
+is retried and its job completes once, Ctrl-C's cancel releases the job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from harness.db import ResultsDB  # noqa: E402
+from harness.ray_backend import as_task, pin_devices, run_job, task_resources  # noqa: E402
+from harness.runner import RunOptions, plan, run_suite  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """One local Ray for the module: 2 logical GPUs, and 4 logical CPUs so that the two
+    smoke jobs (2 CPUs each: they use the DataLoader) run side by side."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
+             logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _opts(tmp: Path, **kw: Any) -> RunOptions:
+    return RunOptions(profile="smoke", db_url=str(tmp / "db.sqlite"),
+                      results_dir=str(tmp / "results"), gpus="none", progress=False,
+                      backend="ray", **kw)
+
+
+#: Table VII's two smoke jobs on ResNet-20 instead of ResNet-50: the same suite, jobs and code
+#: path, a tenth of the training time on a small CPU
+SMALL = ("model.arch=resnet20", "model.options.stages=[1,2,3]")
+
+
+def _visible(note: str) -> str:
+    found = re.search(r"CUDA_VISIBLE_DEVICES=(\S*)", note or "")
+    assert found, note
+    return found.group(1)
+
+
+def _overlap(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_task_resources() -> None:
+    cfg = {"train": {"epochs": 1, "pipeline": "device"}}
+    assert task_resources(cfg, cluster_gpus=0) == {"num_cpus": 2, "num_gpus": 0}
+    assert task_resources(cfg, cluster_gpus=4) == {"num_cpus": 1, "num_gpus": 1}
+    assert task_resources({"train": {"pipeline": "loader"}}, 4) == {"num_cpus": 2, "num_gpus": 1}
+    assert task_resources(cfg, cluster_gpus=4, jobs_per_gpu=2)["num_gpus"] == 0.5
+    assert task_resources({"train": {"gpus": 2}}, 4) == {"num_cpus": 2, "num_gpus": 2}
+    assert task_resources({"train": {"gpus": 2}}, 0)["num_gpus"] == 0
+
+
+def test_smoke_suite_completes_each_job_once(cluster: Any, tmp_path: Path) -> None:
+    summary = run_suite("table7", _opts(tmp_path, sets=SMALL))
+    assert summary["COMPLETED"] == 2 and not summary["failures"]
+    with ResultsDB(str(tmp_path / "db.sqlite")) as db:
+        jobs = db.jobs_frame("table7")
+        assert (jobs["status"] == "COMPLETED").all() and (jobs["attempts"] == 1).all()
+        res = db.results_frame("table7")
+        assert res["best_top1_err"].between(0, 100).all() and len(res) == 2
+        att = db.attempts_frame()
+        assert len(att) == 2 and (att["exit_reason"] == "completed").all()
+        # each task saw one of the two logical GPUs, and tasks that ran together saw different
+        # ones (with 4 CPUs and 2 GPUs, the two jobs run at once)
+        spans = [(r.started_at, r.ended_at, _visible(r.note)) for r in att.itertuples()]
+        assert all(v in ("0", "1") for _, _, v in spans)
+        for i, a in enumerate(spans):
+            for b in spans[i + 1:]:
+                if _overlap(a, b):
+                    assert a[2] != b[2], spans
+        before = db.content_hash()
+    again = run_suite("table7", _opts(tmp_path, sets=SMALL))  # nothing to do: no task, no change
+    assert again["COMPLETED"] == 2
+    with ResultsDB(str(tmp_path / "db.sqlite")) as db:
+        assert db.content_hash() == before
+
+
+def test_gpu_slots_never_collide(cluster: Any) -> None:
+    """Four one-GPU tasks, each holding its GPU for a while, through the backend's own resource
+    request; then a CPU task, which sees no GPU."""
+
+    def _probe(num_gpus: float, hold_s: float) -> dict[str, Any]:  # pickled by value
+        start, before = time.time(), os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible = pin_devices(num_gpus)
+        time.sleep(hold_s)
+        return {"start": start, "end": time.time(), "visible": visible, "before": before,
+                "env": os.environ["CUDA_VISIBLE_DEVICES"]}
+
+    probe = as_task(_probe)
+    gpu = task_resources({"train": {"pipeline": "device"}}, cluster_gpus=2)  # 1 CPU each:
+    # the 4 CPUs would let all four run at once; only the 2 GPUs keep them two by two
+    runs = ray.get([probe.options(**gpu).remote(gpu["num_gpus"], 1.0) for _ in range(4)])
+    spans = [(r["start"], r["end"], r["visible"]) for r in runs]
+    assert {v for _, _, v in spans} == {"0", "1"} and all(r["env"] == r["visible"] for r in runs)
+    concurrent = 0
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if _overlap(a, b):
+                concurrent += 1
+                assert a[2] != b[2], spans
+    assert concurrent >= 1  # the check above did see tasks running side by side
+    # a CPU task sees no GPU, even in a worker that inherited a CUDA_VISIBLE_DEVICES
+    cpu = task_resources({"train": {}}, cluster_gpus=0)
+    inherited = {"env_vars": {"CUDA_VISIBLE_DEVICES": "1"}}
+    res = ray.get(probe.options(**cpu, runtime_env=inherited).remote(cpu["num_gpus"], 0))
+    assert res["before"] == "1" and res["visible"] == "" and res["env"] == ""
+
+
+def _run_in_thread(opts: RunOptions) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["summary"] = run_suite("table7", opts)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _wait_running(db_path: Path, thread: threading.Thread, out: dict[str, Any]) -> Any:
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        assert thread.is_alive(), out
+        if db_path.exists():
+            with ResultsDB(str(db_path)) as db:
+                jobs = db.jobs_frame()
+            running = jobs[(jobs["status"] == "RUNNING") & jobs["worker"].notna()]
+            if len(running):
+                return running.iloc[0]
+        time.sleep(0.1)
+    raise AssertionError("no job started running")
+
+
+def test_killed_worker_is_retried_and_completes_once(cluster: Any, tmp_path: Path) -> None:
+    opts = _opts(tmp_path, only="setting=between", sets=SMALL)
+    thread, out = _run_in_thread(opts)
+    job = _wait_running(tmp_path / "db.sqlite", thread, out)
+    host, pid = job["worker"].rsplit(":", 1)
+    assert host == socket.gethostname()
+    os.kill(int(pid), signal.SIGKILL)  # the Ray worker process running the task
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "error" not in out, out
+    assert out["summary"]["COMPLETED"] == 1 and not out["summary"]["failures"]
+    with ResultsDB(str(tmp_path / "db.sqlite")) as db:
+        jobs = db.jobs_frame()
+        assert jobs["status"].tolist() == ["COMPLETED"] and jobs["attempts"].tolist() == [2]
+        assert len(db.results_frame().dropna(subset=["best_top1_err"])) == 1
+        att = db.attempts_frame()
+        assert len(att) == 2 and att["ended_at"].notna().all()
+        assert att["worker"].iloc[0] == job["worker"]
+        assert att["exit_reason"].iloc[0].startswith("lost")
+        assert att["exit_reason"].iloc[1] == "completed"
+
+
+def test_cancel_releases_the_job(cluster: Any, tmp_path: Path) -> None:
+    """What Ctrl-C does: ray.cancel interrupts the task, which gives its job back."""
+    from harness.db import JobSpec
+    from harness.ray_backend import _Driver
+
+    opts = _opts(tmp_path, only="setting=between", epochs=2, sets=SMALL)
+    jobs = plan("table7", opts)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with ResultsDB(url) as db:
+        db.add_jobs([JobSpec(j.config_hash, j.group_hash, j.label, j.seed, j.config)
+                     for j in jobs], suite="table7")
+    driver = _Driver("table7", jobs, url, opts)
+    for job in driver.todo:
+        driver._submit(job)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        with ResultsDB(url) as db:
+            if (db.jobs_frame()["status"] == "RUNNING").any():
+                break
+        time.sleep(0.1)
+    driver.cancel()
+    with ResultsDB(url) as db:
+        assert db.jobs_frame()["status"].tolist() == ["PENDING"]
+        assert db.attempts_frame()["exit_reason"].tolist() == ["interrupted"]
+
+
+def test_task_reports_a_database_it_cannot_see(cluster: Any, tmp_path: Path) -> None:
+    """A worker that opens another database than the run's (a SQLite path on another
+    machine, an empty database) says so instead of running nothing silently."""
+    task = as_task(run_job)
+    opts = {"data_root": None, "download": False, "compile": False,
+            "results_dir": str(tmp_path / "results")}
+    absent = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    with ResultsDB(str(tmp_path / "empty.sqlite")):
+        pass
+    empty = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    outcomes = ray.get([task.options(num_cpus=1).remote(u, "0" * 16, opts, 0)
+                        for u in (absent, empty)])
+    assert [o[0] for o in outcomes] == ["missing", "missing"]
+    assert not (tmp_path / "elsewhere.sqlite").exists()
