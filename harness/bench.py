@@ -258,6 +258,8 @@ def run_bench(device: str = "cpu", arch: str = "resnet50", dataset: str = "cifar
               "pipeline", "count", "gpu"), pipeline_images: int = 8192) -> BenchResult:
     """Run the benchmark's parts on ``device``."""
     dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as training sets it (harness.train)
     form = "imagenet" if dataset == "imagenet" else "cifar"
     classes = {"imagenet": 1000, "cifar10": 10}.get(dataset, 100)
     res = BenchResult(

@@ -210,3 +210,32 @@ def test_task_reports_a_database_it_cannot_see(cluster: Any, tmp_path: Path) -> 
                         for u in (absent, empty)])
     assert [o[0] for o in outcomes] == ["missing", "missing"]
     assert not (tmp_path / "elsewhere.sqlite").exists()
+
+
+from tests.pg import pg_server, pg_url  # noqa: E402,F401 - fixtures
+
+
+def test_two_drivers_on_one_ray_cluster_into_postgresql(cluster: Any, pg_url: str,
+                                                        tmp_path: Path) -> None:
+    """The scale issue's acceptance test: two `ba2m-bench run --backend ray` drivers started at
+    once, on one Ray cluster, writing to one PostgreSQL database: every job completes exactly
+    once (one attempt, one result row), and both drivers exit 0."""
+    import subprocess
+    import sys
+
+    address = ray.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "harness", "run", "table7", "--profile", "smoke",
+           "--backend", "ray", "--ray-address", address, "--no-progress", "--db", pg_url,
+           "--results-dir", str(tmp_path / "results"),
+           *(a for s in SMALL for a in ("--set", s))]
+    drivers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [d.communicate(timeout=600)[0] for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], outputs
+    with ResultsDB(pg_url) as db:
+        jobs = db.jobs_frame("table7")
+        assert len(jobs) == 2 and (jobs["status"] == "COMPLETED").all(), jobs
+        att = db.attempts_frame()
+        assert sorted(att["job_id"]) == sorted(jobs["job_id"]), att  # one attempt per job
+        assert (att["exit_reason"] == "completed").all()
+        assert len(db.results_frame("table7").dropna(subset=["best_top1_err"])) == 2
