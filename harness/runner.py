@@ -8,6 +8,7 @@ A job whose heartbeat has gone stale (its worker died) is reclaimed.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -161,11 +162,9 @@ def check_backend(opts: RunOptions) -> None:
     if opts.backend == "local" and opts.ray_address:
         raise UserError("--ray-address needs --backend ray")
     if opts.backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("ray") is None:
             raise UserError("--backend ray needs Ray, which is not installed; install it with "
-                            "pip install -e '.[ray]'") from None
+                            "pip install -e '.[ray]'")
 
 
 def check_results_dir(results_dir: str) -> None:

@@ -28,6 +28,7 @@ from harness.errors import UserError
 from harness.jobs import PROFILES, Overrides, expand
 from harness.train import Checkpoint, Diverged, Hooks, Stopped, open_job_data, train
 from models.ba2m import BA2M
+from tests.conftest import wait_for_first_epoch
 import suites
 
 
@@ -331,15 +332,7 @@ def test_cli_two_process_job_interrupted_then_resumed_into_one_row(tmp_path: Pat
     proc = subprocess.Popen(_cli(tmp_path), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     db_path = str(tmp_path / "db.sqlite")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if Path(db_path).exists():
-            with ResultsDB(db_path) as db:
-                jobs = db.jobs_frame()
-                if len(jobs) and len(db.epochs_frame(jobs["config_hash"][0])) >= 1:
-                    break
-        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-        time.sleep(0.5)
+    wait_for_first_epoch(proc, db_path)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the runner, its worker and rank 1
     proc.wait(timeout=120)
     for _ in range(50):  # the session empties: no rank outlives the run

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from harness.db import ResultsDB
 from harness.runner import RunOptions, run_suite
 from harness.train import Checkpoint, Diverged, train
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, wait_for_first_epoch
 
 
 def _opts(tmp: Path, **kw: object) -> RunOptions:
@@ -63,15 +62,7 @@ def test_interrupt_then_rerun_resumes_from_the_checkpoint(tmp_path: Path) -> Non
     proc = subprocess.Popen(_cli(tmp_path), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     db_path = str(tmp_path / "db.sqlite")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if Path(db_path).exists():
-            with ResultsDB(db_path) as db:
-                jobs = db.jobs_frame()
-                if len(jobs) and len(db.epochs_frame(jobs["config_hash"][0])) >= 1:
-                    break
-        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-        time.sleep(0.5)
+    wait_for_first_epoch(proc, db_path)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the runner and its worker
     proc.wait(timeout=120)
     with ResultsDB(db_path) as db:
