@@ -271,13 +271,18 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     except NotAvailableError as exc:
         unavailable = str(exc)
     spec: ModelSpec = model_spec(suite, row, num_classes=classes)
+    train = _train_config(suite.recipe, row, prof, over, data["provider"])  # type: ignore[arg-type]
+    # comparable with the paper: its profile and dataset, and trained as its row (an --epochs,
+    # --batch-size or --gpus-per-job that changes the recipe makes another experiment)
+    paper_train = _train_config(suite.recipe, row, PROFILES["paper"], Overrides(),  # type: ignore[arg-type]
+                                data["provider"])
     config = {
         "model": spec.to_dict(),
         "data": data,
-        "train": _train_config(suite.recipe, row, prof, over, data["provider"]),  # type: ignore[arg-type]
+        "train": train,
         "evals": evals,
         "profile": prof.name,
-        "comparable": prof.comparable and over.epochs is None and over.dataset is None,
+        "comparable": prof.comparable and over.dataset is None and train == paper_train,
     }
     applied = apply_sets(config, row, list(settings))
     _check_split(config["train"], applied)

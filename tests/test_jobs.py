@@ -7,6 +7,7 @@ import pytest
 import suites
 from harness.errors import UserError
 from harness.jobs import Overrides, expand, parse_only, profile
+from harness.report.tables import not_comparable_reason
 
 
 def test_expansion_counts() -> None:
@@ -48,6 +49,30 @@ def test_recipe_and_overrides() -> None:
     assert short["epochs"] == 41 and short["milestones"] == [20, 31]
     smoke = expand(suites.get("table5"), profile("smoke"))[0]
     assert smoke.config["data"]["provider"] == "synthetic" and not smoke.config["comparable"]
+
+
+def test_comparable_only_when_trained_as_the_papers_row() -> None:
+    """A paper-profile job stays comparable (and keeps its identity) when an override restates
+    the recipe; a batch size, epoch count or data-parallel width other than the paper's makes
+    another experiment."""
+    paper, cifar, imagenet = profile("paper"), suites.get("table7"), suites.get("table2")
+    plain = expand(cifar, paper, Overrides(seeds=1))[0]
+    assert plain.config["comparable"]
+    restated = expand(cifar, paper, Overrides(seeds=1, batch_size=plain.config["train"][
+        "batch_size"], epochs=plain.config["train"]["epochs"], gpus_per_job=1))[0]
+    assert restated.config_hash == plain.config_hash
+    for over in (Overrides(seeds=1, batch_size=64), Overrides(seeds=1, epochs=10),
+                 Overrides(seeds=1, gpus_per_job=2)):
+        config = expand(cifar, paper, over)[0].config
+        assert not config["comparable"], over
+        assert "--batch-size" in not_comparable_reason(config)  # what reports say
+    sets = expand(cifar, paper, Overrides(seeds=1, sets=("train.lr=0.05",)))[0].config
+    assert not_comparable_reason(sets) == "--set train.lr=0.05"
+    smoke = expand(cifar, profile("smoke"))[0].config
+    assert not_comparable_reason(smoke) == "smoke profile"
+    eight = expand(imagenet, paper, Overrides(seeds=1, only="method=ba2m"))[0]
+    one = expand(imagenet, paper, Overrides(seeds=1, only="method=ba2m", gpus_per_job=1))[0]
+    assert eight.config["comparable"] and not one.config["comparable"]
 
 
 def test_unavailable_rows_say_what_is_missing() -> None:

@@ -37,9 +37,9 @@ def _new(width: float = 7.0, height: float = 4.2) -> Figure:
 
 
 def _not_comparable_note(fig: Figure, rows: Sequence[RowReport]) -> None:
-    profiles = sorted({r.profile for r in rows if r.n_done and not r.comparable and r.profile})
-    if profiles:
-        fig.suptitle(f"ours: {'/'.join(profiles)} profile - NOT comparable with the paper",
+    reasons = sorted({r.why_not_comparable for r in rows if r.n_done and not r.comparable})
+    if reasons:
+        fig.suptitle(f"ours: {'; '.join(reasons)} - NOT comparable with the paper",
                      fontsize=9, color="#b00020")
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 from harness.report.tables import RowReport
 
 NOT_COMPARABLE = (
-    "NOT COMPARABLE WITH THE PAPER: {profiles} profile results (synthetic or shortened "
-    "training); the numbers check that the pipeline runs, not what the paper reports."
+    "NOT COMPARABLE WITH THE PAPER: results from {reasons}; they are shown but not judged "
+    "against the paper's values."
 )
 
 
@@ -87,8 +87,9 @@ def provenance(rows: Sequence[RowReport], attempts: pd.DataFrame) -> dict[str, s
 
 
 def not_comparable_banner(rows: Sequence[RowReport]) -> str | None:
-    """The warning for tables built from smoke/short runs, None if every result is paper."""
-    profiles = {r.profile for r in rows if r.profile and r.n_done and not r.comparable}
-    if not profiles:
+    """The warning for tables with results that are not comparable (smoke/short profiles,
+    overrides), None if every result is."""
+    reasons = {r.why_not_comparable for r in rows if r.n_done and not r.comparable}
+    if not reasons:
         return None
-    return NOT_COMPARABLE.format(profiles="/".join(sorted(profiles)))
+    return NOT_COMPARABLE.format(reasons="; ".join(sorted(reasons)))

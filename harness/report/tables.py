@@ -64,6 +64,7 @@ class RowReport:
     n_failed: int = 0
     profile: str | None = None
     comparable: bool = False
+    why_not_comparable: str = ""  # e.g. "smoke profile", "--set train.lr=0.05"
     group_hash: str | None = None
     job_ids: list[int] = field(default_factory=list)
     configs: list[dict[str, Any]] = field(default_factory=list)
@@ -196,6 +197,7 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
     if len(chosen):
         cfg = chosen["config"].iloc[0]
         rep.profile, rep.comparable = cfg.get("profile"), bool(cfg.get("comparable"))
+        rep.why_not_comparable = "" if rep.comparable else not_comparable_reason(cfg)
     rep.best_top1 = summarize(done["best_top1_err"])
     rep.last_top1 = summarize(done["last_top1_err"])
     if row.eval:
@@ -211,6 +213,16 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
     return rep
 
 
+def not_comparable_reason(config: dict[str, Any]) -> str:
+    """Why a job's config is not comparable with the paper (harness.jobs decides that it is)."""
+    if config.get("profile") != "paper":
+        return f"{config.get('profile')} profile"
+    if config.get("overrides"):
+        return "--set " + ", ".join(config["overrides"])
+    return "trained otherwise than the paper's row: --dataset, --epochs, --batch-size or " \
+           "--gpus-per-job"
+
+
 def _judge(rep: RowReport) -> None:
     """Set the status: pending < not comparable < reproduced / differs / no paper value."""
     if rep.n_done < rep.n_expected or rep.n_done == 0:
@@ -220,7 +232,7 @@ def _judge(rep: RowReport) -> None:
         return
     if not rep.comparable:
         rep.status = "not comparable"
-        rep.status_text = f"not comparable ({rep.profile} profile)"
+        rep.status_text = f"not comparable ({rep.why_not_comparable})"
         return
     judged = [m for m in ERROR_METRICS if m in rep.row.paper and m in rep.suite.metrics]
     if not judged:
