@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict
@@ -104,10 +103,10 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
         with ResultsDB(url) as db:
             if _job_row(db, config_hash) is None:
                 return "missing", db.url
-            from harness.runner import (STALE_AFTER_S, _is_dead_local, _worker_name,
-                                        attempt_info, run_claimed)
+            from harness.runner import STALE_AFTER_S, attempt_info, run_claimed
+            from harness.workerid import is_dead_local, worker_name
 
-            worker = _worker_name()
+            worker = worker_name()
             info = attempt_info() | {"note": f"ray task, CUDA_VISIBLE_DEVICES={visible}"}
             for _ in range(2):
                 claimed = None
@@ -127,7 +126,7 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
                     return "missing", db.url
                 if row["status"] != RUNNING:
                     return row["status"], ""
-                if not _is_dead_local(row["worker"], socket.gethostname()):
+                if not is_dead_local(row["worker"]):
                     return "held", str(row["worker"])
                 # held by a worker of this host that is gone (an earlier try of this task,
                 # killed): its job is reclaimable now, not after the heartbeat goes stale
@@ -292,11 +291,11 @@ class _Driver:
         import pandas as pd
 
         from harness.db import ResultsDB
-        from harness.runner import STALE_AFTER_S, _is_dead_local
+        from harness.runner import STALE_AFTER_S
+        from harness.workerid import is_dead_local
 
         stale_before = (datetime.now(timezone.utc).replace(tzinfo=None)
                         - timedelta(seconds=STALE_AFTER_S))
-        host = socket.gethostname()
         with ResultsDB(self.url) as db:
             frame = db.jobs_frame().set_index("config_hash")
             for h, job in list(self.held.items()):
@@ -307,7 +306,7 @@ class _Driver:
                 elif row["status"] == "PENDING" or pd.isna(beat) or beat < stale_before:
                     del self.held[h]
                     self._submit(job)
-                elif _is_dead_local(row["worker"], host):
+                elif is_dead_local(row["worker"]):
                     db.expire([h])
                     del self.held[h]
                     self._submit(job)
@@ -319,19 +318,19 @@ class _Driver:
         import ray
 
         from harness.db import ResultsDB
-        from harness.runner import _is_dead_local
+        from harness.workerid import is_dead_local
 
         self.held.clear()
         hashes = {job.config_hash for job in self.refs.values()}
         for ref in list(self.refs):
             ray.cancel(ref)
         self.refs.clear()
-        host, deadline = socket.gethostname(), time.monotonic() + CANCEL_WAIT_S
+        deadline = time.monotonic() + CANCEL_WAIT_S
         with ResultsDB(self.url) as db:
             while hashes and time.monotonic() < deadline:
                 frame = db.jobs_frame()
                 held = frame[frame["config_hash"].isin(hashes) & (frame["status"] == "RUNNING")]
-                if all(_is_dead_local(w, host) for w in held["worker"]):
+                if all(is_dead_local(w) for w in held["worker"]):
                     return
                 time.sleep(0.2)
 

@@ -29,6 +29,7 @@ from harness.db import ClaimedJob, JobSpec, ResultsDB
 from harness.errors import RunFailure, UserError, database_failure
 from harness.jobs import Job, Overrides, expand, profile, runtime_config
 from harness.progress import watch
+from harness.workerid import is_dead_local, worker_name
 
 HEARTBEAT_S = float(os.environ.get("BA2M_HEARTBEAT_S", 10.0))
 STALE_AFTER_S = max(120.0, 6 * HEARTBEAT_S)
@@ -269,7 +270,7 @@ def _fail_unavailable(db: ResultsDB, jobs: list[Job]) -> None:
     for job in jobs:
         if job.unavailable is None:
             continue
-        claimed = db.claim([job.config_hash], _worker_name(), STALE_AFTER_S)
+        claimed = db.claim([job.config_hash], worker_name(), STALE_AFTER_S)
         if claimed is not None:
             db.fail(claimed.job_id, claimed.attempt_id, job.unavailable)
 
@@ -279,29 +280,12 @@ def _expire_dead_local_workers(db: ResultsDB, hashes: list[str]) -> None:
     frame = db.jobs_frame()
     if frame.empty:
         return
-    host = socket.gethostname()
     dead = [
         h for h, status, worker in zip(frame["config_hash"], frame["status"], frame["worker"])
-        if status == "RUNNING" and h in set(hashes) and _is_dead_local(worker, host)
+        if status == "RUNNING" and h in set(hashes) and is_dead_local(worker)
     ]
     if dead:
         db.expire(dead)
-
-
-def _is_dead_local(worker: Any, host: str) -> bool:
-    if not isinstance(worker, str) or not worker.startswith(f"{host}:"):
-        return False
-    try:
-        os.kill(int(worker.rsplit(":", 1)[1]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, PermissionError):
-        return False
-    return False
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _start_workers(worker_slots: list[str | None], url: str, hashes: list[str],
@@ -325,7 +309,7 @@ def worker_main(slot: str | None, url: str, hashes: list[str], opts: dict[str, A
     try:
         _work(url, hashes, opts)
     except DBAPIError as exc:  # the job it held stays RUNNING and is reclaimed by the next run
-        print(f"error: worker {_worker_name()}: {database_failure(exc)}", file=sys.stderr)
+        print(f"error: worker {worker_name()}: {database_failure(exc)}", file=sys.stderr)
         raise SystemExit(DB_FAILED) from None
 
 
@@ -333,7 +317,7 @@ def _work(url: str, hashes: list[str], opts: dict[str, Any]) -> None:
     parent = os.getppid()
     with ResultsDB(url) as db:
         while True:
-            claimed = db.claim(hashes, _worker_name(), STALE_AFTER_S,
+            claimed = db.claim(hashes, worker_name(), STALE_AFTER_S,
                                attempt_info=attempt_info())
             if claimed is not None:
                 run_claimed(db, claimed, opts, parent)
