@@ -160,7 +160,8 @@ def run(
     profile: str = typer.Option("smoke", "--profile", "-p", help="paper, short or smoke."),
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
     results_dir: str = typer.Option("results", "--results-dir", help="Checkpoints folder root."),
-    gpus: str = typer.Option("all", "--gpus", help="all, none, or ids like 0,1."),
+    gpus: str = typer.Option(None, "--gpus", help="This machine's GPUs for the local "
+                             "backend: all (default), none, or ids like 0,1."),
     jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Concurrent jobs per GPU."),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per row (paper: 5)."),
     epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
@@ -188,7 +189,11 @@ def run(
     from harness.jobs import PROFILES
     from harness.runner import RunOptions, plan, run_suite
 
-    opts = RunOptions(profile, db, results_dir, gpus, jobs_per_gpu, seeds, epochs, batch_size,
+    if gpus is not None and backend == "ray":
+        raise UserError("--gpus chooses this machine's GPUs for --backend local; with --backend "
+                        "ray the cluster places each job on its GPUs: leave out --gpus")
+    opts = RunOptions(profile, db, results_dir, gpus or "all", jobs_per_gpu, seeds, epochs,
+                      batch_size,
                       only, dataset, retry_failed, data_root, download, dry_run,
                       progress=not no_progress, compile=compile_model, sets=tuple(sets or ()),
                       backend=backend, ray_address=ray_address, gpus_per_job=gpus_per_job)

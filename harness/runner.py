@@ -185,7 +185,9 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
     """Insert the suite's jobs and run every one not COMPLETED; returns status counts."""
     check_backend(opts)
     jobs = plan(name, opts)
-    worker_slots = slots(opts.gpus, opts.jobs_per_gpu, job_gpus(jobs))
+    # this machine's worker slots; Ray places each task on the cluster's GPUs itself
+    worker_slots = slots(opts.gpus, opts.jobs_per_gpu, job_gpus(jobs)) \
+        if opts.backend == "local" else []
     if opts.dry_run:
         return {"jobs": len(jobs), "runnable": sum(j.unavailable is None for j in jobs),
                 "slots": len(worker_slots), "dry_run": True}

@@ -68,6 +68,7 @@ CASES = [
     (["run", "table7", "--set", "model.attention=xyz"], "unknown attention method"),
     (["run", "table7", "--backend", "spark"], "unknown backend"),
     (["run", "table7", "--ray-address", "auto"], "--ray-address needs --backend ray"),
+    (["run", "table7", "--backend", "ray", "--gpus", "0"], "with --backend ray the cluster"),
     (["run", "table7", "--results-dir", "{blocker}/results"], "cannot write checkpoints"),
     (["status", "--db", "{garbage}"], "garbage.sqlite"),
     (["status", "--db", "foo://x"], "foo"),

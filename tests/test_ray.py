@@ -10,6 +10,7 @@ import re
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from harness.db import ResultsDB  # noqa: E402
+from harness.errors import UserError  # noqa: E402
 from harness.ray_backend import as_task, pin_devices, run_job, task_resources  # noqa: E402
 from harness.runner import RunOptions, plan, run_suite  # noqa: E402
 from harness.workerid import machine_prefix  # noqa: E402
@@ -53,6 +55,21 @@ def _visible(note: str) -> str:
 
 def _overlap(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+def test_the_drivers_own_gpus_do_not_limit_ray_jobs(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """ImageNet jobs ask for 8 GPUs: a one-GPU machine refuses them locally, but as a Ray
+    driver it only submits them (the cluster places them)."""
+    import harness.runner
+
+    monkeypatch.setattr(harness.runner, "_gpu_count", lambda: 1)
+    local = RunOptions(profile="paper", db_url=str(tmp_path / "db.sqlite"), gpus="all",
+                       seeds=1, only="method=ba2m", dry_run=True)
+    with pytest.raises(UserError, match="the jobs need 8 GPUs each"):
+        run_suite("table2", local)
+    summary = run_suite("table2", replace(local, backend="ray"))
+    assert summary["jobs"] > 0 and summary["slots"] == 0
 
 
 def test_task_resources() -> None:
