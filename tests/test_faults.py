@@ -4,7 +4,7 @@ an older schema, hostile file names and checkpoints. Every case ends with a cons
 and, where training finishes, with exactly the numbers of an uninterrupted run.
 
 All runs use the real command line on a small CPU job: Table VII's two rows with ResNet-20 for
-ResNet-50 (``--set``), 256 synthetic 16x16 images, 3 epochs, one seed.
+ResNet-50 (``--set``), 256 synthetic 8x8 images, 3 epochs, one seed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from harness.train import Checkpoint, Hooks, train
 
 SMALL = ["--profile", "smoke", "--gpus", "none", "--no-progress", "--epochs", "3",
          "--set", "model.arch=resnet20", "--set", "model.options.stages=[1,2,3]",
-         "--set", "data.train_size=256"]
+         "--set", "data.train_size=256", "--set", "data.image_size=8"]
 ENV = {**os.environ, "BA2M_HEARTBEAT_S": "0.5"}
 KILLS = 10  # per campaign, as the issue asks
 
