@@ -272,17 +272,19 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
         unavailable = str(exc)
     spec: ModelSpec = model_spec(suite, row, num_classes=classes)
     train = _train_config(suite.recipe, row, prof, over, data["provider"])  # type: ignore[arg-type]
-    # comparable with the paper: its profile and dataset, and trained as its row (an --epochs,
-    # --batch-size or --gpus-per-job that changes the recipe makes another experiment)
-    paper_train = _train_config(suite.recipe, row, PROFILES["paper"], Overrides(),  # type: ignore[arg-type]
-                                data["provider"])
+    # comparable with the paper: its profile, and its row's data and training (a --dataset,
+    # --epochs, --batch-size or --gpus-per-job that changes them makes another experiment)
+    paper, none = PROFILES["paper"], Overrides()
+    paper_data = _data_config(suite, paper, none)
+    paper_train = _train_config(suite.recipe, row, paper, none,  # type: ignore[arg-type]
+                                paper_data["provider"])
     config = {
         "model": spec.to_dict(),
         "data": data,
         "train": train,
         "evals": evals,
         "profile": prof.name,
-        "comparable": prof.comparable and over.dataset is None and train == paper_train,
+        "comparable": prof.comparable and data == paper_data and train == paper_train,
     }
     applied = apply_sets(config, row, list(settings))
     _check_split(config["train"], applied)

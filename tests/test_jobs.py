@@ -59,10 +59,11 @@ def test_comparable_only_when_trained_as_the_papers_row() -> None:
     plain = expand(cifar, paper, Overrides(seeds=1))[0]
     assert plain.config["comparable"]
     restated = expand(cifar, paper, Overrides(seeds=1, batch_size=plain.config["train"][
-        "batch_size"], epochs=plain.config["train"]["epochs"], gpus_per_job=1))[0]
+        "batch_size"], epochs=plain.config["train"]["epochs"], gpus_per_job=1,
+        dataset="cifar100"))[0]
     assert restated.config_hash == plain.config_hash
     for over in (Overrides(seeds=1, batch_size=64), Overrides(seeds=1, epochs=10),
-                 Overrides(seeds=1, gpus_per_job=2)):
+                 Overrides(seeds=1, gpus_per_job=2), Overrides(seeds=1, dataset="cifar10")):
         config = expand(cifar, paper, over)[0].config
         assert not config["comparable"], over
         assert "--batch-size" in not_comparable_reason(config)  # what reports say
