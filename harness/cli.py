@@ -186,15 +186,13 @@ def run(
                                      "docs/distributed.md."),
 ) -> None:
     """Run a suite's jobs (resumable: re-run the same command after a stop)."""
-    from harness.jobs import PROFILES
     from harness.runner import RunOptions, plan, run_suite
 
     if gpus is not None and backend == "ray":
         raise UserError("--gpus chooses this machine's GPUs for --backend local; with --backend "
                         "ray the cluster places each job on its GPUs: leave out --gpus")
     opts = RunOptions(profile, db, results_dir, gpus or "all", jobs_per_gpu, seeds, epochs,
-                      batch_size,
-                      only, dataset, retry_failed, data_root, download, dry_run,
+                      batch_size, only, dataset, retry_failed, data_root, download, dry_run,
                       progress=not no_progress, compile=compile_model, sets=tuple(sets or ()),
                       backend=backend, ray_address=ray_address, gpus_per_job=gpus_per_job)
     if dry_run:
@@ -205,11 +203,11 @@ def run(
         emit(frame, "table", f"{suite}: {len(jobs)} jobs ({profile} profile)")
         return
     summary = run_suite(suite, opts)
-    failures = summary.pop("failures")
+    failures, reasons = summary.pop("failures"), summary.pop("not_comparable")
     console.print(", ".join(f"{n} {s.lower()}" for s, n in summary.items()))
-    if not PROFILES[profile].comparable:
-        console.print(f"note: the {profile} profile's numbers are NOT comparable with the "
-                      "paper's (smoke: synthetic data, 1 epoch; short: fewer epochs).")
+    if reasons:
+        console.print(f"note: these numbers are NOT comparable with the paper's "
+                      f"({'; '.join(reasons)}).", markup=False, highlight=False)
     for f in failures:
         console.print(f"FAILED {f['label']}: {f['reason']}", markup=False, highlight=False)
     unfinished = summary.get("PENDING", 0) + summary.get("RUNNING", 0)

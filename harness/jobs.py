@@ -274,9 +274,9 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     train = _train_config(suite.recipe, row, prof, over, data["provider"])  # type: ignore[arg-type]
     # comparable with the paper: its profile, and its row's data and training (a --dataset,
     # --epochs, --batch-size or --gpus-per-job that changes them makes another experiment)
-    paper, none = PROFILES["paper"], Overrides()
-    paper_data = _data_config(suite, paper, none)
-    paper_train = _train_config(suite.recipe, row, paper, none,  # type: ignore[arg-type]
+    paper, plain = PROFILES["paper"], Overrides()
+    paper_data = _data_config(suite, paper, plain)
+    paper_train = _train_config(suite.recipe, row, paper, plain,  # type: ignore[arg-type]
                                 paper_data["provider"])
     config = {
         "model": spec.to_dict(),
@@ -296,6 +296,16 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     group = stable_hash(config)
     config_hash = stable_hash({**config, "seed": seed})
     return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
+
+
+def not_comparable_reason(config: dict[str, Any]) -> str:
+    """Why a job config marked not comparable (see :func:`_job`) is not, in a few words."""
+    if config.get("profile") != "paper":
+        return f"{config.get('profile')} profile"
+    if config.get("overrides"):
+        return "--set " + ", ".join(config["overrides"])
+    return "trained otherwise than the paper's row: --dataset, --epochs, --batch-size or " \
+           "--gpus-per-job"
 
 
 #: Config numbers that must stay positive whatever --set says.

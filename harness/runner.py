@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 import suites
 from harness.db import ClaimedJob, JobSpec, ResultsDB
 from harness.errors import RunFailure, UserError, database_failure
-from harness.jobs import Job, Overrides, expand, profile, runtime_config
+from harness.jobs import Job, Overrides, expand, not_comparable_reason, profile, runtime_config
 from harness.progress import watch
 from harness.workerid import is_dead_local, worker_name
 
@@ -215,8 +215,7 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
         from harness.ray_backend import run_on_ray
 
         run_on_ray(name, jobs, url, opts)
-        with ResultsDB(url) as db:
-            return db.status_counts(name) | {"failures": db.failures(name)}
+        return _summary(url, name, jobs)
     procs = _start_workers(worker_slots, url, hashes, opts)
     try:
         if opts.progress:
@@ -226,8 +225,14 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
         for p in procs:  # the workers got the same Ctrl-C; give them time to release jobs
             p.join(timeout=30)
         raise
+    return _summary(url, name, jobs)
+
+
+def _summary(url: str, name: str, jobs: list[Job]) -> dict[str, Any]:
+    """Status counts of the suite's jobs, their failures, and why any are not comparable."""
+    reasons = sorted({not_comparable_reason(j.config) for j in jobs if not j.config["comparable"]})
     with ResultsDB(url) as db:
-        return db.status_counts(name) | {"failures": db.failures(name)}
+        return db.status_counts(name) | {"failures": db.failures(name), "not_comparable": reasons}
 
 
 def _supervise(procs: list[multiprocessing.process.BaseProcess], worker_slots: list[str | None],

@@ -6,8 +6,7 @@ import pytest
 
 import suites
 from harness.errors import UserError
-from harness.jobs import Overrides, expand, parse_only, profile
-from harness.report.tables import not_comparable_reason
+from harness.jobs import Overrides, expand, not_comparable_reason, parse_only, profile
 
 
 def test_expansion_counts() -> None:
@@ -66,7 +65,7 @@ def test_comparable_only_when_trained_as_the_papers_row() -> None:
                  Overrides(seeds=1, gpus_per_job=2), Overrides(seeds=1, dataset="cifar10")):
         config = expand(cifar, paper, over)[0].config
         assert not config["comparable"], over
-        assert "--batch-size" in not_comparable_reason(config)  # what reports say
+        assert "--batch-size" in not_comparable_reason(config)  # what runs and reports say
     sets = expand(cifar, paper, Overrides(seeds=1, sets=("train.lr=0.05",)))[0].config
     assert not_comparable_reason(sets) == "--set train.lr=0.05"
     smoke = expand(cifar, profile("smoke"))[0].config

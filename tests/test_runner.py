@@ -72,6 +72,7 @@ def test_interrupt_then_rerun_resumes_from_the_checkpoint(tmp_path: Path) -> Non
         recorded = len(db.epochs_frame(job["config_hash"]))
     done = subprocess.run(_cli(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "note: these numbers are NOT comparable with the paper's (smoke profile)." in done.stdout
     with ResultsDB(db_path) as db:
         assert db.status_counts()["COMPLETED"] == 1
         attempts = db.attempts_frame()

@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness.config import NotAvailableError, check_available, model_spec
 from harness.db import COMPLETED, FAILED
+from harness.jobs import not_comparable_reason
 from harness.report.stats import RULE, Summary, summarize, within_rule
 from suites.base import Row, Suite
 
@@ -211,16 +212,6 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
         rep.top1, rep.top5 = rep.best_top1, summarize(done["best_top5_err"])
     _judge(rep)
     return rep
-
-
-def not_comparable_reason(config: dict[str, Any]) -> str:
-    """Why a job's config is not comparable with the paper (harness.jobs decides that it is)."""
-    if config.get("profile") != "paper":
-        return f"{config.get('profile')} profile"
-    if config.get("overrides"):
-        return "--set " + ", ".join(config["overrides"])
-    return "trained otherwise than the paper's row: --dataset, --epochs, --batch-size or " \
-           "--gpus-per-job"
 
 
 def _judge(rep: RowReport) -> None:
