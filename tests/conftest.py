@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,12 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A shell without job control starts background commands with SIGINT ignored, and children
+# inherit that: the runs these tests interrupt with Ctrl-C would not see it. Catching SIGINT
+# here makes every child start with the default action again, as under a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
