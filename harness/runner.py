@@ -230,7 +230,8 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
 
 def _summary(url: str, name: str, jobs: list[Job]) -> dict[str, Any]:
     """Status counts of the suite's jobs, their failures, and why any are not comparable."""
-    reasons = sorted({not_comparable_reason(j.config) for j in jobs if not j.config["comparable"]})
+    reasons = sorted({not_comparable_reason(j.config) for j in jobs
+                      if j.unavailable is None and not j.config.get("comparable")})
     with ResultsDB(url) as db:
         return db.status_counts(name) | {"failures": db.failures(name), "not_comparable": reasons}
 
