@@ -92,15 +92,23 @@ def test_claim_conditions(db: ResultsDB) -> None:
         db.claim(None, "w", 1, attempt_info={"gpu": "x"})
 
 
+def claim_until_none(db: ResultsDB, name: str) -> list[tuple[str, bool]]:
+    """Claim, record one epoch and complete jobs as worker ``name`` until none is left;
+    returns (config_hash, completed) for each claim."""
+    claimed = []
+    while (job := db.claim(None, name, stale_after_s=3600)) is not None:
+        db.record_epoch(job.job_id, 1, top1_err=50.0)
+        claimed.append((job.config_hash, db.complete(job.job_id, job.attempt_id, RESULT)))
+    return claimed
+
+
 def _worker(url: str, name: str, start, queue) -> None:
     """Open the (fresh) database, add the same 30 jobs as the others, then claim until none."""
     try:
         start.wait()
         with ResultsDB(url) as rdb:
-            added, claimed = rdb.add_jobs(specs(30), "s"), []
-            while (job := rdb.claim(None, name, stale_after_s=3600)) is not None:
-                rdb.record_epoch(job.job_id, 1, top1_err=50.0)
-                claimed.append((job.config_hash, rdb.complete(job.job_id, job.attempt_id, RESULT)))
+            added = rdb.add_jobs(specs(30), "s")
+            claimed = claim_until_none(rdb, name)
         queue.put((added, claimed))
     except BaseException as err:  # reported to the parent rather than hanging it
         queue.put((repr(err), []))

@@ -104,10 +104,7 @@ def _claimer(url: str, name: str, barrier, queue) -> None:
         with ResultsDB(url) as db:
             added = db.add_jobs(specs(20), "s")
             barrier.wait(timeout=45)
-            claimed = []
-            while (job := db.claim(None, name, stale_after_s=3600)) is not None:
-                db.record_epoch(job.job_id, 1, top1_err=50.0)
-                claimed.append((job.config_hash, db.complete(job.job_id, job.attempt_id, RESULT)))
+            claimed = sqlite_suite.claim_until_none(db, name)
         queue.put((added, claimed))
     except BaseException as err:  # reported to the parent rather than hanging it
         queue.put((repr(err), []))
