@@ -327,6 +327,25 @@ def audit(
     emit(frame, "table", f"Test error vs test batch size ({suite})")
 
 
+db_app = typer.Typer(no_args_is_help=True, help="The results database.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
+) -> None:
+    """Migrate a results database written by an older ba2m-bench to this one's schema."""
+    from harness.db import upgrade
+
+    found, now = upgrade(db)
+    if found == now:
+        console.print(f"results database is at schema version {now}; nothing to do")
+    else:
+        console.print(f"results database migrated from schema version {found} to {now}")
+
+
 def _print_cost_table(frame: pd.DataFrame, title: str) -> None:
     """Compact terminal view: one line per row, reasons as numbered notes below."""
     notes: dict[str, int] = {}

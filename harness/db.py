@@ -38,12 +38,17 @@ from sqlalchemy.pool import NullPool
 
 from harness.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Statements that bring a database from version V to V + 1 (``ba2m-bench db upgrade``).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE epochs ADD COLUMN diagnostics TEXT",),
+}
 DEFAULT_URL = "sqlite:///results/ba2m.sqlite"
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
     "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
 _FIX = "start a new database with --db PATH, or migrate"
+_UPGRADE_FIX = "run `ba2m-bench db upgrade` (with the same --db) to migrate it"
 _PG_LOCK = int.from_bytes(b"ba2mbnch", "big")  # advisory lock key of the exclusive writes
 _PG_DRIVER_FIX = ("install the PostgreSQL driver with pip install -e '.[postgres]' and use a "
                   "URL like postgresql+psycopg://user:pass@host/db")
@@ -146,6 +151,7 @@ class Epoch(Base):
     lr: Mapped[float | None]
     images_per_s: Mapped[float | None]
     seconds: Mapped[float | None]
+    diagnostics: Mapped[str | None] = mapped_column(Text)  # JSON: {module: {name: value}}
 
 
 class Result(Base):
@@ -270,13 +276,42 @@ def _check_version(where: str, found: tuple[bool, str | None]) -> bool:
         return True
     if version != str(SCHEMA_VERSION):
         shown = "none (ba2m tables without a version)" if version is None else version
+        fix = _UPGRADE_FIX if _upgradable(version) else _FIX
         raise SchemaVersionError(
             f"{where}: results database has schema version {shown}, this ba2m-bench expects "
-            f"{SCHEMA_VERSION}; {_FIX}")
+            f"{SCHEMA_VERSION}; {fix}")
     return False
 
 
-def _probe_sqlite_file(path: Path) -> None:
+def _upgradable(version: str | None) -> bool:
+    return version is not None and version.isdigit() and int(version) in MIGRATIONS
+
+
+def upgrade(url: str | None = None) -> tuple[str | None, str]:
+    """Migrate the database at ``url`` to :data:`SCHEMA_VERSION` in one transaction;
+    returns (version found, version now). Raises SchemaVersionError when no path exists."""
+    engine, where = _make_engine(to_url(url) if url else default_url(), check_version=False)
+    try:
+        writer = engine.execution_options(ba2m_write=True)
+        with Session(writer) as s, s.begin():
+            has_tables, found = _read_version(s.connection())
+            if not has_tables or found == str(SCHEMA_VERSION):
+                return found, found or "empty"
+            if not _upgradable(found):
+                _check_version(where, (has_tables, found))
+            version = int(found)  # type: ignore[arg-type]
+            while version < SCHEMA_VERSION:
+                for statement in MIGRATIONS[version]:
+                    s.connection().exec_driver_sql(statement)
+                version += 1
+            s.execute(update(Meta).where(Meta.key == "schema_version")
+                      .values(value=str(SCHEMA_VERSION)))
+        return found, str(SCHEMA_VERSION)
+    finally:
+        engine.dispose()
+
+
+def _probe_sqlite_file(path: Path, check_version: bool = True) -> None:
     """Check an existing SQLite file with SELECTs only: no PRAGMA, nothing written."""
     if not path.is_file() or path.stat().st_size == 0:
         return
@@ -295,11 +330,14 @@ def _probe_sqlite_file(path: Path) -> None:
         raise DatabaseError(f"{bad} ({_one_line(err.orig)})") from err
     finally:
         probe.dispose()
-    _check_version(str(path), found)
+    if check_version:
+        _check_version(str(path), found)
 
 
-def _make_engine(url: str) -> tuple[Engine, str]:
-    """The engine and a printable name for messages (file path or password-less URL)."""
+def _make_engine(url: str, check_version: bool = True) -> tuple[Engine, str]:
+    """The engine and a printable name for messages (file path or password-less URL);
+    an existing SQLite file of another schema version is refused unless ``check_version``
+    is false (``upgrade``)."""
     hint = "use a SQLite path or a URL like sqlite:///results/ba2m.sqlite or postgresql://..."
     shown, parsed = repr(url), None
     try:
@@ -310,7 +348,7 @@ def _make_engine(url: str) -> tuple[Engine, str]:
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database).absolute()
-            _probe_sqlite_file(path)
+            _probe_sqlite_file(path, check_version)
             path.parent.mkdir(parents=True, exist_ok=True)
             parsed = parsed.set(database=str(path))
         elif parsed.get_backend_name() == "postgresql":
@@ -525,10 +563,14 @@ class ResultsDB:
         with self._write() as s:
             s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**fields))
 
-    def record_epoch(self, job_id: int, epoch: int, **metrics: float | None) -> None:
-        """Insert or overwrite one epoch's metrics (only the given metrics are overwritten)."""
+    def record_epoch(self, job_id: int, epoch: int, diagnostics: dict | None = None,
+                     **metrics: float | None) -> None:
+        """Insert or overwrite one epoch's metrics (only the given metrics are overwritten);
+        ``diagnostics``: what the model reported for the epoch (e.g. BA²M's weight shares)."""
         if unknown := set(metrics) - set(_EPOCH_METRICS):
             raise ValueError(f"unknown epoch metrics {sorted(unknown)}; use {_EPOCH_METRICS}")
+        if diagnostics is not None:
+            metrics = {**metrics, "diagnostics": _dumps(diagnostics)}  # type: ignore[dict-item]
         with self._write() as s:
             self._upsert(s, Epoch, ["job_id", "epoch"], {"job_id": job_id, "epoch": epoch,
                                                          **metrics})
@@ -639,9 +681,10 @@ class ResultsDB:
     def epochs_frame(self, job: int | str) -> pd.DataFrame:
         """Per-epoch metrics of one job, by job id or config hash, ordered by epoch."""
         where = Job.id == job if isinstance(job, int) else Job.config_hash == job
-        stmt = (select(Epoch.job_id, Epoch.epoch, *(getattr(Epoch, m) for m in _EPOCH_METRICS))
+        stmt = (select(Epoch.job_id, Epoch.epoch, *(getattr(Epoch, m) for m in _EPOCH_METRICS),
+                       Epoch.diagnostics)
                 .join(Job, Job.id == Epoch.job_id).where(where).order_by(Epoch.epoch))
-        return self._frame(stmt)
+        return self._frame(stmt, json_cols=("diagnostics",))
 
     def eval_frame(self, suite: str | None = None) -> pd.DataFrame:
         """Extra evaluations (one row per job and eval_key)."""

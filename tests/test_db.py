@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from harness.db import (CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, SCHEMA_VERSION, Attempt,
                         DatabaseError, Job, JobSpec, Result, ResultsDB, SchemaVersionError,
-                        default_url)
+                        default_url, upgrade)
 
 RESULT = {"best_top1_err": 30.0, "best_top5_err": 10.0, "best_epoch": 2, "last_top1_err": 31.0,
           "last_top5_err": 11.0, "epochs": 3, "eval_mode": "batch", "eval_batch_size": 64}
@@ -275,3 +275,38 @@ def test_content_hash_and_stats(db: ResultsDB) -> None:
     paper = db.paper_frame().set_index("method")
     assert len(paper) == 2 and paper.loc["BA2M", "value"] == 4.1 and paper.loc["BA2M", "inferred"]
     assert db.content_hash() != filled
+
+
+def test_epoch_diagnostics_are_stored_as_given(db: ResultsDB) -> None:
+    db.add_jobs(specs(1), "s")
+    job = db.claim(None, "w", 60)
+    diag = {"after.0.1": {"max_share_mean": 0.25, "max_share_max": 0.5}}
+    db.record_epoch(job.job_id, 1, top1_err=60.0, diagnostics=diag)
+    db.record_epoch(job.job_id, 2, top1_err=50.0)
+    frame = db.epochs_frame(job.job_id)
+    assert frame.diagnostics[0] == diag and frame.diagnostics[1] is None
+
+
+def test_a_version_1_database_is_refused_then_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    with ResultsDB(str(path)) as rdb:
+        rdb.add_jobs(specs(2), "s")
+        job = rdb.claim(None, "w", 60)
+        rdb.record_epoch(job.job_id, 1, top1_err=60.0)
+    con = sqlite3.connect(path)  # what version 1 wrote: no diagnostics column
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.execute("ALTER TABLE epochs DROP COLUMN diagnostics")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(SchemaVersionError, match="ba2m-bench db upgrade"):
+        ResultsDB(str(path))
+    assert path.read_bytes() == before
+    assert upgrade(str(path)) == ("1", str(SCHEMA_VERSION))
+    assert upgrade(str(path)) == (str(SCHEMA_VERSION), str(SCHEMA_VERSION))  # idempotent
+    with ResultsDB(str(path)) as rdb:
+        frame = rdb.epochs_frame(job.job_id)
+        assert frame.top1_err.tolist() == [60.0] and frame.diagnostics[0] is None
+        rdb.record_epoch(job.job_id, 2, diagnostics={"m": {"max_share_mean": 0.1}})
+        assert rdb.epochs_frame(job.job_id).diagnostics[1] == {"m": {"max_share_mean": 0.1}}
