@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -190,14 +190,25 @@ def checkpoint_for(config: dict[str, Any], results_dir: str | Path) -> Checkpoin
 
 
 def evaluate(model: nn.Module, loader: Any, device: torch.device, amp: bool) -> EvalResult:
-    """Mean loss, top-1 and top-5 error (%) over ``loader``."""
+    """Mean loss, top-1 and top-5 error (%) over ``loader``.
+
+    Every image is scored inside a batch of exactly ``loader.batch_size`` (BA²M weighs the
+    evaluation batch): a last, partial batch of r images is completed with the first
+    ``batch_size - r`` images of the pass (cycled when the whole set is smaller than one
+    batch), whose outputs are not scored (docs/ba2m-options.md, "Evaluation batches")."""
     model.eval()
     loss = top1 = top5 = n = 0.0
+    full = getattr(loader, "batch_size", None)
+    first: torch.Tensor | None = None
     with torch.no_grad():
         for x, y in loader:
             x, y = _to(x, device), y.to(device)
+            first = x if first is None else first
+            scored = len(y)
+            if full and scored < full:
+                x = torch.cat([x, complete_batch(first, full - scored)])
             with _autocast(device, amp):
-                out = model(x)
+                out = model(x)[:scored]
             loss += F.cross_entropy(out.float(), y, reduction="sum").item()
             k = min(5, out.shape[1])
             pred = out.topk(k, dim=1).indices
@@ -208,6 +219,13 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, amp: bool) -> 
     if n == 0:
         return EvalResult(float("nan"), float("nan"), float("nan"), 0)
     return EvalResult(loss / n, 100 * (1 - top1 / n), 100 * (1 - top5 / n), int(n))
+
+
+def complete_batch(first: torch.Tensor, missing: int) -> torch.Tensor:
+    """The ``missing`` context images that complete a partial batch: the first images of the
+    pass, in order, cycled when fewer than ``missing``."""
+    reps = -(-missing // len(first))
+    return first.repeat(reps, *([1] * (first.dim() - 1)))[:missing]
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -291,6 +309,8 @@ def train(
             continue
         val = evaluate(eval_model, data.val_loader(eval_batch), device, amp)
         metrics |= {"val_loss": val.loss, "top1_err": val.top1_err, "top5_err": val.top5_err}
+        if diag := model_diagnostics(net):
+            metrics["diagnostics"] = diag
         state.epoch, state.history = epoch + 1, [*state.history, metrics]
         checkpoint.save({
             "model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -315,6 +335,22 @@ def train(
                    "per_gpu_batch": t["batch_size"] // dist.world,
                    "batch_scope": batch_scope(net)}
     return result
+
+
+@runtime_checkable
+class ReportsDiagnostics(Protocol):
+    """A module that reports training statistics per epoch (BA²M: its weight shares)."""
+
+    def diagnostics(self) -> dict[str, float]: ...
+
+
+def model_diagnostics(net: nn.Module) -> dict[str, dict[str, float]]:
+    """{module path: statistics since the last call} of every module reporting any."""
+    out = {}
+    for name, module in net.named_modules():
+        if isinstance(module, ReportsDiagnostics) and (values := module.diagnostics()):
+            out[name] = values
+    return out
 
 
 #: Batches between two checks of the loss for NaN/inf (each check waits for the device).
