@@ -15,12 +15,15 @@ from harness.errors import UserError
 from harness.report.audit import stored_audit
 from harness.report.consistency import Flag, consistency_flags
 from harness.report.gains import gains_frame
+from harness.report.stats import weight_shares
 from harness.report.provenance import not_comparable_banner, provenance
 from harness.report.tables import RowReport, build_rows, long_frame
 from suites.base import Suite
 
 COST_MODES = ("count", "db", "none")
 MAX_CURVES = 12
+#: A module whose largest weight share averages above this in an epoch has collapsed.
+COLLAPSE_SHARE = 0.5
 
 
 @dataclass
@@ -117,7 +120,22 @@ def attach_costs(db: ResultsDB, rows: Sequence[RowReport], mode: str) -> None:
             r.cost_status = c.status
 
 
-def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame) -> list[str]:
+def collapse_warnings(curves: dict[str, pd.DataFrame]) -> list[str]:
+    """One line per job whose BA²M weights collapsed: in some epoch, one sample held on
+    average more than half of its batch's weight in some module."""
+    out = []
+    for label, ep in curves.items():
+        worst = [(float(f["max_share_mean"].max()), m) for m, f in weight_shares(ep).items()]
+        if worst and max(worst)[0] > COLLAPSE_SHARE:
+            share, module = max(worst)
+            out.append(f"BA²M collapsed in {label}: in module {module} one sample held on "
+                       f"average {share:.0%} of its batch's weight in an epoch (see the "
+                       "weight-share figure and docs/ba2m-options.md, 'Real images').")
+    return out
+
+
+def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame,
+              curves: dict[str, pd.DataFrame]) -> list[str]:
     name = suite.name
     runnable = [r for r in rows if r.status != "unavailable"]
     if not runnable:
@@ -144,6 +162,7 @@ def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame) -> l
     unavailable = [r for r in rows if r.status == "unavailable"]
     if unavailable:
         out.append(f"{len(unavailable)} row(s) unavailable: {unavailable[0].reason}")
+    out.extend(collapse_warnings(curves))
     if name == "infer-batch" and audit.empty and any(r.n_done for r in rows):
         out.append("no §III-D audit stored yet: run `ba2m-bench audit` to evaluate the trained "
                    "model at every test batch size, BA²M active and deactivated.")
@@ -176,11 +195,12 @@ def build_suite(db: ResultsDB, suite: Suite, results: pd.DataFrame, evals: pd.Da
     rows = build_rows(suite, results, evals)
     attach_costs(db, rows, costs)
     job_ids = {j for r in rows for j in r.job_ids}
+    curves = _curves(db, rows)
     audit = stored_audit(evals[evals["job_id"].isin(job_ids)]) if len(evals) else \
         stored_audit(evals)
     return SuiteReport(suite, rows, gains_frame(rows), provenance(rows, attempts),
-                       not_comparable_banner(rows), _messages(suite, rows, audit), audit,
-                       _curves(db, rows))
+                       not_comparable_banner(rows), _messages(suite, rows, audit, curves),
+                       audit, curves)
 
 
 def build_report(names: Sequence[str] | None = None, db_url: str | None = None,

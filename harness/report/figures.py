@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.paths import inside
+from harness.report.stats import weight_shares
 from harness.report.tables import METRIC_LABELS, RowReport, error_metric
 
 PAPER_COLOR, OURS_COLOR = "#1f4e79", "#c55a11"
@@ -227,3 +228,24 @@ def training_curves_figure(curves: Mapping[str, pd.DataFrame], title: str) -> Fi
         axes[1].legend(fontsize=6)
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+def weight_share_figure(curves: Mapping[str, pd.DataFrame], title: str) -> Figure:
+    """BA²M's collapse diagnostic: per module, the mean over an epoch's steps of the largest
+    share of one sample's weight in its batch (1/N is an even batch, 1 a collapsed one)."""
+    fig = _new(7.0, 3.8)
+    ax = fig.subplots()
+    for label, ep in curves.items():
+        for module, points in weight_shares(ep).items():
+            ax.plot(points["epoch"], points["max_share_mean"], marker=".",
+                    label=f"{label}: {module}")
+    ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_ylim(top=1.05)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("largest share of one sample's weight")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=11)
+    return fig
+

@@ -27,7 +27,7 @@ from harness.report.audit import audit_summary
 from harness.report.build import Report, SuiteReport
 from harness.report.consistency import INCONSISTENCY, flags_frame
 from harness.report.gains import gains_display
-from harness.report.stats import RULE
+from harness.report.stats import RULE, weight_shares
 from harness.report.tables import display_frame, error_metric, rule_text
 
 FORMATS = ("markdown", "latex", "csv", "html")
@@ -82,6 +82,10 @@ def suite_figures(sr: SuiteReport) -> list[tuple[str, str, Figure]]:
     if sr.curves:
         out.append((f"{name}-curves", f"{title}: training curves (first seed per row)",
                     F.training_curves_figure(sr.curves, f"{title}: training curves")))
+    if any(weight_shares(ep) for ep in sr.curves.values()):
+        out.append((f"{name}-weight-share", f"{title}: BA²M batch-weight concentration",
+                    F.weight_share_figure(sr.curves, f"{title}: largest share of one sample's "
+                                          "BA²M weight (collapse diagnostic)")))
     return out
 
 

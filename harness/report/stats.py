@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 #: Tolerance (percentage points) of the reproduced/differs rule, used when the seeds' spread
 #: is smaller (or unknown: one seed).
@@ -174,3 +175,15 @@ def welch_gain(baseline: Summary, method: Summary, confidence: float = CONFIDENC
     df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
     half = t_quantile(0.5 + confidence / 2, df) * se
     return Gain(diff, diff - half, diff + half, df, n2, n1)
+
+
+def weight_shares(ep: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{module: frame of epoch, max_share_mean, max_share_max} from an epochs frame."""
+    if "diagnostics" not in ep:
+        return {}
+    rows: dict[str, list[dict[str, float]]] = {}
+    for epoch, diag in zip(ep["epoch"], ep["diagnostics"]):
+        for module, values in (diag or {}).items():
+            if "max_share_mean" in values:
+                rows.setdefault(module, []).append({"epoch": epoch, **values})
+    return {m: pd.DataFrame(r) for m, r in rows.items()}
