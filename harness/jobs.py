@@ -4,6 +4,12 @@ A job's config says everything that decides its numbers: model (every BA²M opti
 data (provider, sizes; not where the files live), training recipe, evaluations and seed. Its
 ``config_hash`` is its identity across suites (Tables I and XI share jobs); its
 ``group_hash`` is the same config without the seed (one table cell).
+
+A model is built for the images its job trains and evaluates at (:func:`input_size`, from the
+data config). Most models are the same at every size; one whose modules depend on the
+feature-map size (GE-θ, AA: ``models.registry.size_dependent``) records the size as
+``model.options.input_size`` where it is not the paper's for the form, so jobs at the paper's
+size keep their identity and the others are new models with their own.
 """
 
 from __future__ import annotations
@@ -11,15 +17,22 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from harness.config import ModelSpec, NotAvailableError, check_available, model_spec, stable_hash
 from harness.errors import UserError
+from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
 
 #: Classes of each real dataset (the synthetic provider makes ``SMOKE_CLASSES``).
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
 SMOKE_CLASSES = 10
+
+#: Image size of a provider whose data config names none (``harness.data``'s defaults,
+#: tests/test_every_row.py checks they agree): ImageNet 224, every other provider 32.
+PROVIDER_IMAGE_SIZE = {"imagenet": 224}
+DEFAULT_IMAGE_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -291,8 +304,13 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     if applied:  # another experiment than the paper's row: its own identity, not comparable
         config |= {"overrides": applied, "comparable": False}
         _check_numbers(config, applied)
-        if unavailable is None and any(t.path[0] == "model" for t in settings if t.text in applied):
-            _check_model(config["model"], applied)
+    if unavailable is None:
+        sized = _size_model(config, applied)
+        if applied and any(t.path[0] in ("model", "data") for t in settings if t.text in applied):
+            _check_model(config["model"], f"--set {' '.join(applied)}: {row.label}")
+        elif sized:  # a model built for other images than the paper's (profile or --dataset)
+            _check_model(config["model"], f"{row.label} at {input_size(config)}x"
+                                          f"{input_size(config)}")
     group = stable_hash(config)
     config_hash = stable_hash({**config, "seed": seed})
     return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
@@ -333,11 +351,53 @@ def _check_split(train: dict[str, Any], applied: list[str]) -> None:
                         f"choose a --batch-size divisible by {gpus} or another --gpus-per-job")
 
 
-def _check_model(model: dict[str, Any], applied: list[str]) -> None:
+def input_size(config: dict[str, Any]) -> int:
+    """The image size (square) a job trains and evaluates at: its data's ``image_size``, else
+    its provider's default. Its model is built for this size."""
+    data = config["data"]
+    return data.get("image_size") or PROVIDER_IMAGE_SIZE.get(data["provider"],
+                                                             DEFAULT_IMAGE_SIZE)
+
+
+def _size_model(config: dict[str, Any], applied: list[str]) -> bool:
+    """Build a size-dependent model for the job's images: ``model.options.input_size`` is the
+    job's :func:`input_size` where that is not the paper's for the form; at the paper's the
+    model config stays as the row gives it (None or absent). A ``--set`` of the option that
+    disagrees with the data is refused. Returns whether the model is sized off the paper's."""
+    model = config["model"]
     try:
-        ModelSpec(**model).check()
+        if not size_dependent(model["attention"]) or model["form"] not in INPUT_SIZE:
+            return False
+    except ModelConfigError:
+        return False  # an unknown method: building the model says so
+    size, options = input_size(config), model["options"]
+    given = options.get("input_size")
+    if given is not None and given != size:
+        raise UserError(
+            f"--set {' '.join(applied)}: model.options.input_size ({given}) is the job's image "
+            f"size ({size}), not a choice of its own; set data.image_size instead")
+    if size != INPUT_SIZE[model["form"]]:
+        options["input_size"] = size
+        return True
+    if "input_size" in options:
+        options["input_size"] = None
+    return False
+
+
+def _check_model(model: dict[str, Any], context: str) -> None:
+    error = _build_error(json.dumps(model, sort_keys=True))
+    if error:
+        raise UserError(f"{context}: {error}")
+
+
+@cache
+def _build_error(model_json: str) -> str | None:
+    """The first line of the error building the model config raises (None: it builds)."""
+    try:
+        ModelSpec(**json.loads(model_json)).check()
     except (ValueError, TypeError) as exc:
-        raise UserError(f"--set {' '.join(applied)}: {str(exc).splitlines()[0]}") from None
+        return str(exc).splitlines()[0]
+    return None
 
 
 def _detection_job(suite: Suite, row: Row) -> Job:

@@ -144,6 +144,7 @@ def build_model(
     position: str | None = None,
     inside_scope: str | None = None,
     arch_options: dict[str, Any] | None = None,
+    input_size: int | None = None,
     **options: Any,
 ) -> StagedNet:
     """Build ``arch`` with an attention method placed as its paper (or the caller) says.
@@ -157,10 +158,15 @@ def build_model(
         position: "between" stages (Fig. 4d) or "inside" blocks (Fig. 4c).
         inside_scope: with position "inside", every block of a stage ("all") or its "last".
         arch_options: backbone variant options, e.g. ``{"bottleneck_stride": "3x3"}``.
+        input_size: the image size (square) the model will see. Methods whose modules depend on
+            the feature-map size (:func:`size_dependent`: GE-θ's gather kernel, AA's relative
+            embeddings) probe the model at it; None: the paper's (224 ImageNet, 32 CIFAR).
+            Other models are the same at every size.
         options: constructor options of the attention module.
 
     In a "+" combination the placement arguments and ``options`` go to the last method named
     (the module under study, as in "se+ba2m"); the others keep their own papers' placement.
+    ``input_size`` goes to every method of the combination that depends on it.
     """
     if form not in FORMS:
         raise ModelConfigError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
@@ -172,10 +178,26 @@ def build_model(
         return model
     names = attention.split("+")
     specs = [attention_spec(name) for name in names]
+    sized = lambda spec: {"input_size": input_size} if (  # noqa: E731
+        input_size is not None and _takes_input_size(spec)) else {}
     for spec in specs[:-1]:
-        place(model, spec)
-    place(model, specs[-1], stages, position, inside_scope, options)
+        place(model, spec, options=sized(spec))
+    place(model, specs[-1], stages, position, inside_scope, options | sized(specs[-1]))
     return model
+
+
+def size_dependent(attention: str | None) -> bool:
+    """Whether a model with ``attention`` depends on its input size (a method of it probes
+    feature-map sizes when built, taking an ``input_size`` option): such a model must be built
+    for the images it will see, and its config records the size (``options.input_size``)."""
+    if attention is None or attention in ("", "baseline"):
+        return False
+    return any(_takes_input_size(attention_spec(name)) for name in attention.split("+"))
+
+
+def _takes_input_size(spec: AttentionSpec) -> bool:
+    build = spec.transform or spec.factory
+    return "input_size" in inspect.signature(build).parameters
 
 
 def attention_spec(name: str) -> AttentionSpec:
