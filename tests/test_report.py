@@ -58,6 +58,8 @@ def test_every_format_has_the_rows_and_paper_values(written: dict[str, Path]) ->
         if fmt != "csv":
             assert "NOT COMPARABLE" in text, fmt
     assert "\\begin{tabular}" in written["latex"].read_text()
+    assert "BA²M reading" in written["markdown"].read_text()
+    assert "batch_scale=none" in written["markdown"].read_text()
     assert "| Backbone | Method | Setting |" in written["markdown"].read_text()
 
 
@@ -81,7 +83,8 @@ def test_csv_is_long_form_with_seed_statistics(written: dict[str, Path]) -> None
 def test_figures_are_png_and_svg(written: dict[str, Path]) -> None:
     figs = written["markdown"].parent / "figures"
     stems = {p.stem for p in figs.glob("*.png")}
-    assert {"table7-bars", "infer-batch-test-batch", "table7-curves", "table7-scatter"} <= stems
+    assert {"table7-bars", "infer-batch-test-batch", "table7-curves", "table7-scatter",
+            "table7-weight-share"} <= stems  # BA²M's weight shares, recorded every epoch
     for stem in stems:
         assert (figs / f"{stem}.png").read_bytes()[:8] == PNG_MAGIC
         root = ET.parse(figs / f"{stem}.svg").getroot()
@@ -229,3 +232,31 @@ def test_welch_gain_and_rule() -> None:
     assert within_rule(17.9, 17.6, std=math.nan)  # 0.5-point tolerance
     assert not within_rule(18.2, 17.6, std=0.2)
     assert within_rule(18.2, 17.6, std=0.35)  # 2 x std
+
+
+def test_a_collapsed_job_is_named_in_the_report_messages() -> None:
+    from harness.report.build import collapse_warnings
+
+    even = {"after.1.1": {"max_share_mean": 0.02, "max_share_max": 0.05}}
+    collapsed = {"after.1.1": {"max_share_mean": 0.91, "max_share_max": 1.0}}
+    curves = {
+        "ba2m (job 1)": pd.DataFrame({"epoch": [1, 2], "diagnostics": [even, collapsed]}),
+        "ba2m (job 2)": pd.DataFrame({"epoch": [1, 2], "diagnostics": [even, even]}),
+        "baseline (job 3)": pd.DataFrame({"epoch": [1], "diagnostics": [None]}),
+    }
+    lines = collapse_warnings(curves)
+    assert len(lines) == 1 and "job 1" in lines[0] and "after.1.1" in lines[0]
+    assert "91%" in lines[0]
+
+
+def test_the_provenance_states_each_ba2m_reading() -> None:
+    from harness.report.provenance import ba2m_reading
+
+    def cfg(**o: object) -> dict:
+        return {"model": {"attention": "ba2m", "options": o}}
+
+    text = ba2m_reading([cfg(excite="residual", batch_scale="none", eval_mode="batch"),
+                         cfg(excite="scale", batch_scale="n", eval_mode="identity"),
+                         {"model": {"attention": None, "options": {}}}])
+    assert "excite=residual (x + w·x; departs from Eq. 13), batch_scale=none" in text
+    assert "excite=scale, batch_scale=n, eval_mode=identity" in text

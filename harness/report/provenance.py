@@ -47,6 +47,27 @@ def ba2m_options(configs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], lis
     return common, varying
 
 
+#: The options that decide what BA²M's batch weights do (docs/ba2m-options.md).
+READING_KEYS = ("excite", "batch_scale", "sar_norm", "eval_mode")
+
+
+def ba2m_reading(configs: Sequence[dict[str, Any]]) -> str:
+    """The readings of Eqs. 11 and 13 the BA²M models used, e.g. "excite=residual
+    (departs from Eq. 13), batch_scale=none, ...", one per distinct reading."""
+    seen = []
+    for c in configs:
+        model = c.get("model", {})
+        if "ba2m" not in str(model.get("attention") or ""):
+            continue
+        o = model.get("options", {})
+        text = ", ".join(f"{k}={o[k]}" for k in READING_KEYS if k in o)
+        if o.get("excite") == "residual":
+            text = text.replace("excite=residual", "excite=residual (x + w·x; departs from Eq. 13)")
+        if text and text not in seen:
+            seen.append(text)
+    return "; ".join(seen)
+
+
 def provenance(rows: Sequence[RowReport], attempts: pd.DataFrame) -> dict[str, str]:
     """Printable facts about the jobs behind ``rows`` (``attempts``: all attempts)."""
     configs = [c for r in rows for c in r.configs]
@@ -79,6 +100,8 @@ def provenance(rows: Sequence[RowReport], attempts: pd.DataFrame) -> dict[str, s
         "CUDA": _join(mine["cuda_version"] if len(mine) else [], "none (CPU)"),
         "code version": ", ".join(sorted(set(commits))) or "unknown",
     }
+    if reading := ba2m_reading(configs):
+        out["BA²M reading"] = reading
     if common or varying:
         out["BA²M options"] = ", ".join(f"{k}={v}" for k, v in common.items())
         if varying:
