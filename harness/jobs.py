@@ -306,7 +306,8 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
         _check_numbers(config, applied)
     if unavailable is None:
         sized = _size_model(config, applied)
-        if applied and any(t.path[0] in ("model", "data") for t in settings if t.text in applied):
+        if applied and any(t.path[0] == "model" or t.path[:2] in (("data", "image_size"),
+                           ("data", "provider")) for t in settings if t.text in applied):
             _check_model(config["model"], f"--set {' '.join(applied)}: {row.label}")
         elif sized:  # a model built for other images than the paper's (profile or --dataset)
             _check_model(config["model"], f"{row.label} at {input_size(config)}x"

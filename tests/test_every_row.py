@@ -235,3 +235,28 @@ def test_job_input_size_is_the_data_providers(provider: str, tmp_path: Path,
         monkeypatch.setattr(data.datasets, "CIFAR10", _FakeCifar)
     opened = open_data(DataSpec(provider, data_root=str(root)))
     assert opened.image_size == input_size({"data": {"provider": provider}})
+
+
+def test_input_size_is_recorded_only_off_the_papers_size() -> None:
+    """Jobs at the paper's input size keep their configs (and hashes); a GE-θ or AA job at
+    another size records it, whether the profile, --dataset or --set data.image_size sets it;
+    other models record nothing."""
+    def options(name: str, prof: str, over: Overrides = Overrides(seeds=1)) -> dict:
+        return {j.label: j.config["model"]["options"] for j in expand(suites.get(name),
+                                                                      profile(prof), over)}
+
+    for prof in ("paper", "short"):
+        t5, t11 = options("table5", prof), options("table11", prof)
+        assert "input_size" not in t5["ResNet-50 / ge"] | t11["WRN-28 (w=10) / ge"]
+        assert t5["ResNet-101 / aa"]["input_size"] is None is t11["WRN-28 (w=10) / aa"][
+            "input_size"]
+    smoke5, smoke11 = options("table5", "smoke"), options("table11", "smoke")
+    assert smoke5["ResNet-50 / ge"]["input_size"] == smoke5["ResNet-101 / aa"]["input_size"] == 64
+    assert smoke11["WRN-28 (w=8) / ge"]["input_size"] == 16
+    assert all("input_size" not in o for label, o in smoke5.items()
+               if label.split(" / ")[1] not in ("ge", "aa"))
+    folder = options("table5", "paper", Overrides(seeds=1, dataset="image-folder"))
+    assert folder["ResNet-50 / ge"]["input_size"] == 32
+    sized = options("table11", "smoke", Overrides(sets=("data.image_size=24",)))
+    assert sized["WRN-28 (w=10) / aa"]["input_size"] == sized["WRN-28 (w=8) / ge"][
+        "input_size"] == 24
