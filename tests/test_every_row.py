@@ -85,7 +85,8 @@ def _collect() -> tuple[dict[str, Case], list[tuple[str, str, str]]]:
     return cases, skipped
 
 
-CASES, SKIPPED = _collect()
+# (the spawned workers get their cases with their tasks, so they need not collect them)
+CASES, SKIPPED = _collect() if multiprocessing.parent_process() is None else ({}, [])
 SIZED = {key: c for key, c in CASES.items() if not c.unavailable and c.sized}
 
 
@@ -115,12 +116,12 @@ def _step(case: Case, device: str) -> None:
     opt.step()
 
 
-def _check(task: tuple[str, str]) -> str | None:
-    """The first line of what goes wrong stepping ``CASES[key]`` on ``device`` (None: fine)."""
-    key, device = task
+def _check(task: tuple[Case, str]) -> str | None:
+    """The first line of what goes wrong stepping ``case`` on ``device`` (None: fine)."""
+    case, device = task
     torch.set_num_threads(1)
     try:
-        _step(CASES[key], device)
+        _step(case, device)
     except Exception as exc:  # noqa: BLE001 - any failure is the row's
         lines = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {lines[0] if lines else ''}"
@@ -135,16 +136,17 @@ def outcomes(request: pytest.FixtureRequest) -> dict[tuple[str, str], str | None
              if item.module is request.module and hasattr(item, "callspec")
              and "device" in item.callspec.params]
     tasks.sort(key=lambda t: (t[1] != "cpu", -CASES[t[0]].size))  # the longest first
+    work = [(CASES[key], device) for key, device in tasks]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = min(cores or 1, len(tasks))
     threads = torch.get_num_threads()
     try:
         if workers <= 1:
-            return {t: _check(t) for t in tasks}
+            return dict(zip(tasks, map(_check, work)))
         # spawned, not forked: forked from pytest, the workers spent a fifth of their time in
         # the kernel, mapping and unmapping 16 KB blocks (Python 3.11's frame-stack chunks)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return dict(zip(tasks, pool.map(_check, tasks)))
+            return dict(zip(tasks, pool.map(_check, work)))
     finally:
         torch.set_num_threads(threads)
 
