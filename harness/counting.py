@@ -7,7 +7,11 @@ operators whose MACs are summed. fvcore's own total (which adds batch norm and p
 gives fused attention nothing) is reported beside it.
 
 fvcore has no handle for ``aten::scaled_dot_product_attention``; :func:`sdpa_flop_jit`
-counts its two products (Q K^T and A V) so that fused attention is not free.
+counts its two products (Q K^T and A V) so that fused attention is not free. BA²M's default
+global-spatial branch is a custom autograd Function (``models.pooled_attention``), which
+fvcore's trace shows as one ``prim::PythonOp.PooledAttention`` node (its inner products are
+not traced); :func:`pooled_attention_flop_jit` counts what it computes, Q K^T (L S E) and the
+pooled product (c / L) V (S Ev), under the paper-convention name ``pooled_attention``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,15 @@ from torch import nn
 
 #: Operators whose MACs make the paper's FLOPs (fvcore's operator names).
 PAPER_OPS = frozenset(
-    {"conv", "linear", "addmm", "matmul", "bmm", "einsum", "mm", "scaled_dot_product_attention"}
+    {"conv", "linear", "addmm", "matmul", "bmm", "einsum", "mm", "scaled_dot_product_attention",
+     "pooled_attention"}
 )
+
+#: fvcore's name for the pooled global-spatial Function (``prim::PythonOp.`` + class name).
+POOLED_ATTENTION_OP = "prim::PythonOp.PooledAttention"
+
+#: Counted by our own handles: fvcore alone would give these nothing.
+OWN_HANDLES = ("scaled_dot_product_attention", "pooled_attention")
 
 #: Operators that cost nothing in the paper's convention (normalisation, pooling, element-wise
 #: and shape operations); they are not reported as "uncounted".
@@ -52,6 +63,18 @@ def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
     length, e = q[-2], q[-1]
     s, ev = k[-2], v[-1]
     return Counter({"scaled_dot_product_attention": batch * length * s * (e + ev)})
+
+
+def pooled_attention_flop_jit(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
+    """MACs of mean_L(softmax(Q K^T) V) as computed: L*S*E for Q K^T plus S*Ev for the
+    column means of the softmax times V, per batch (no L x S x Ev product is done)."""
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = 1
+    for d in q[:-2]:
+        batch *= d
+    length, e = q[-2], q[-1]
+    s, ev = k[-2], v[-1]
+    return Counter({"pooled_attention": batch * (length * s * e + s * ev)})
 
 
 @dataclass
@@ -96,6 +119,7 @@ def count(model: nn.Module, input_size: int, batch: int = 1) -> Counts:
             warnings.simplefilter("ignore")
             fa = FlopCountAnalysis(model, x)
             fa.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+            fa.set_op_handle(POOLED_ATTENTION_OP, pooled_attention_flop_jit)
             fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             by_op = dict(fa.by_operator())
             uncounted = {
@@ -104,6 +128,6 @@ def count(model: nn.Module, input_size: int, batch: int = 1) -> Counts:
     finally:
         fvcore_log.setLevel(level)
     macs = sum(n for op, n in by_op.items() if op in PAPER_OPS)
-    sdpa = by_op.get("scaled_dot_product_attention", 0)
-    total = sum(by_op.values()) - sdpa  # what fvcore alone would say
+    own = sum(by_op.get(op, 0) for op in OWN_HANDLES)
+    total = sum(by_op.values()) - own  # what fvcore alone would say
     return Counts(count_params(model), macs // batch, total // batch, by_op, uncounted)
