@@ -3,6 +3,12 @@
 Each comparison times both sides alternately after a warm-up and reports the median of
 ``repeats`` timings, so drift on a noisy machine hits both sides alike. Nothing here is
 asserted in tests; the ratios are for the reader (and the JSON) to judge.
+
+The step part also times BA²M with each other ``gsa_impl`` (``ba2m_step_ratio_by_impl``) and
+measures the memory of one BA²M module's forward + backward on ImageNet-after-stage-1 maps
+(:data:`GSA_MODULE_SHAPE`) for each ``gsa_impl``, on the CPU, deterministically: the peak of
+tensor memory allocated (torch.profiler's allocation events) and the bytes of the tensors
+saved for backward (``saved_tensors_hooks``), with each impl's ratio to ``"pooled"``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torch.autograd.graph import saved_tensors_hooks
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
@@ -56,6 +64,10 @@ class BenchResult:
     dataloader_img_s: float | None = None
     pipeline_ratio: float | None = None
     count_seconds: float | None = None
+    ba2m_step_ratio_by_impl: dict[str, float] = field(default_factory=dict)
+    gsa_module_peak_mib: dict[str, float] = field(default_factory=dict)
+    gsa_module_saved_mib: dict[str, float] = field(default_factory=dict)
+    gsa_module_peak_ratio: dict[str, float] = field(default_factory=dict)
     gpu: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
 
@@ -80,6 +92,23 @@ def _median_pair(a: Callable[[], None], b: Callable[[], None], repeats: int,
             _sync(device)
             out.append(time.perf_counter() - t0)
     return statistics.median(ta), statistics.median(tb)
+
+
+def _median_all(fns: list[Callable[[], None]], repeats: int, device: torch.device,
+                warmup: int = 2) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turn within each repeat."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -112,8 +141,10 @@ def _peak(step: Callable[[], None], device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def bench_step(res: BenchResult, device: torch.device, form: str, classes: int) -> None:
-    """1. BA²M / baseline train-step time (and peak memory on GPU)."""
+def bench_step(res: BenchResult, device: torch.device, form: str, classes: int,
+               other_impls: tuple[str, ...] = ("sdpa",)) -> None:
+    """1. BA²M / baseline train-step time (and peak memory on GPU); BA²M with the default
+    ``gsa_impl`` and with each of ``other_impls``, all timed in turn in one loop."""
     size = INPUT_SIZE[form]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(res.batch, 3, size, size, generator=g).to(device)
@@ -122,11 +153,99 @@ def bench_step(res: BenchResult, device: torch.device, form: str, classes: int) 
         x = x.contiguous(memory_format=torch.channels_last)
     base = _stepper(_model(res.arch, form, classes, device), x, y, device)
     ba2m = _stepper(_model(res.arch, form, classes, device, attention="ba2m"), x, y, device)
-    res.baseline_step_s, res.ba2m_step_s = _median_pair(base, ba2m, res.repeats, device)
+    default = _default_gsa_impl()
+    other_impls = tuple(i for i in other_impls if i != default)
+    others = [_stepper(_model(res.arch, form, classes, device, attention="ba2m", gsa_impl=impl),
+                       x, y, device) for impl in other_impls]
+    times = _median_all([base, ba2m, *others], res.repeats, device)
+    res.baseline_step_s, res.ba2m_step_s = times[0], times[1]
     res.ba2m_step_ratio = res.ba2m_step_s / res.baseline_step_s
+    res.ba2m_step_ratio_by_impl = {
+        default: res.ba2m_step_ratio,
+        **{impl: t / res.baseline_step_s for impl, t in zip(other_impls, times[2:])}}
     res.baseline_peak_mib, res.ba2m_peak_mib = _peak(base, device), _peak(ba2m, device)
     if res.baseline_peak_mib:
         res.ba2m_memory_ratio = res.ba2m_peak_mib / res.baseline_peak_mib  # type: ignore[operator]
+
+
+#: One BA²M module's input in the memory comparison: ImageNet ResNet-50 after stage 1
+#: (256 x 56 x 56, HW = 3136), batch 8.
+GSA_MODULE_SHAPE = (8, 256, 56, 56)
+GSA_IMPLS = ("pooled", "sdpa", "matmul")
+
+
+def _default_gsa_impl() -> str:
+    import inspect
+
+    from models.ba2m import BA2M
+
+    return str(inspect.signature(BA2M).parameters["gsa_impl"].default)
+
+
+def memory_of(fn: Callable[[], Any]) -> tuple[int, int]:
+    """(peak, saved) bytes of one run of ``fn`` on the CPU, both from sizes, not timings:
+
+    - peak: the highest level of tensor memory allocated while ``fn`` runs, above the level
+      when it started (the running sum of torch.profiler's allocation events);
+    - saved: the bytes of the distinct storages autograd saves for backward
+      (``saved_tensors_hooks``; each storage once, parameters and inputs included).
+    """
+    from torch._C._profiler import _EventType
+
+    seen: dict[tuple[int, int], int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        seen[(st.data_ptr(), st.nbytes())] = st.nbytes()
+        return t
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with saved_tensors_hooks(pack, lambda t: t):
+            fn()
+    sizes: list[tuple[int, int]] = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())  # type: ignore[union-attr]
+    while stack:
+        e = stack.pop()
+        if e.tag == _EventType.Allocation:
+            sizes.append((e.start_time_ns, e.extra_fields.alloc_size))
+        stack.extend(e.children)
+    level = peak = 0
+    for _, n in sorted(sizes):
+        level += n
+        peak = max(peak, level)
+    return peak, sum(seen.values())
+
+
+def gsa_module_step(impl: str, shape: tuple[int, ...] = GSA_MODULE_SHAPE
+                    ) -> Callable[[], None]:
+    """Forward + backward of one BA²M module (all branches, training mode) with ``impl``,
+    on a fixed input that requires a gradient, as inside a network."""
+    from models.ba2m import BA2M
+
+    torch.manual_seed(0)
+    module = BA2M(shape[1], gsa_impl=impl).train()
+    x = torch.randn(shape, requires_grad=True)
+    seed = torch.randn(shape)
+
+    def step() -> None:
+        (module(x) * seed).sum().backward()
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_gsa_memory(res: BenchResult, impls: tuple[str, ...] = GSA_IMPLS,
+                     shape: tuple[int, ...] = GSA_MODULE_SHAPE) -> None:
+    """1b. Peak memory and saved-for-backward bytes of one BA²M module per ``gsa_impl``
+    (CPU), with each impl's ratio to ``"pooled"``."""
+    for impl in impls:
+        peak, saved = memory_of(gsa_module_step(impl, shape))
+        res.gsa_module_peak_mib[impl] = peak / 2**20
+        res.gsa_module_saved_mib[impl] = saved / 2**20
+    ref = res.gsa_module_peak_mib.get("pooled")
+    if ref:
+        res.gsa_module_peak_ratio = {i: m / ref for i, m in res.gsa_module_peak_mib.items()}
 
 
 def _uint8_cifar(n: int) -> tuple[torch.Tensor, list[int]]:
@@ -270,6 +389,7 @@ def run_bench(device: str = "cpu", arch: str = "resnet50", dataset: str = "cifar
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if "step" in parts:
         bench_step(res, dev, form, classes)
+        bench_gsa_memory(res)
     if "loop" in parts:
         bench_loop(res, dev)
     if "pipeline" in parts:
@@ -299,7 +419,11 @@ def summary_line(res: BenchResult) -> str:
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    by_impl = " ".join(f"ba2m_step_{i}={f(r)}" for i, r in res.ba2m_step_ratio_by_impl.items())
+    peaks = " ".join(f"gsa_peak_{i}/pooled={f(r)}" for i, r in res.gsa_module_peak_ratio.items()
+                     if i != "pooled")
     return (f"ratios: ba2m_step={f(res.ba2m_step_ratio)} ba2m_memory={f(res.ba2m_memory_ratio)} "
             f"loop={f(res.loop_ratio)} pipeline={f(res.pipeline_ratio)} "
-            f"count_seconds={f(res.count_seconds)}")
+            f"count_seconds={f(res.count_seconds)}" + "".join(
+                f" {s}" for s in (by_impl, peaks) if s))
 

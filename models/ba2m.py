@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.pooled_attention import pooled_attention
+
 BRANCHES = ("ca", "lsa", "gsa")
 Grouping = Literal["none", "reduction"]
 LsaGrouping = Literal["pointwise", "none", "all"]
@@ -32,7 +34,7 @@ GsaOut = Literal["repeat", "project"]
 BatchScale = Literal["none", "n"]
 EvalMode = Literal["batch", "identity"]
 BatchScope = Literal["local", "global"]
-GsaImpl = Literal["sdpa", "matmul"]
+GsaImpl = Literal["pooled", "sdpa", "matmul"]
 Activation = Literal["relu", "none"]
 
 
@@ -105,8 +107,16 @@ class GlobalSpatialAttention(nn.Module):
     f, g, h are 1x1 convolutions C -> d. The pooled d-vector is brought back to C channels by
     ``out="repeat"`` (each reduced channel stands for its C/d input channels; no parameters, as
     Eq. 16 counts) or ``out="project"`` (a 1x1 d -> C convolution, as in non-local blocks).
-    ``impl="sdpa"`` uses fused attention (nothing (HW)x(HW) is kept); ``impl="matmul"`` is the
-    reference that materialises the attention matrix. Both compute the same function.
+    The branch only needs the positions' mean of the attention output, and
+    mean_i(P_i V) = (mean_i P_i) V, so ``impl="pooled"`` (default) computes the column means of
+    the softmax matrix in chunks of query rows and multiplies them by V
+    (:mod:`models.pooled_attention`): L²d + Ld MACs instead of 2L²d, logits and softmax in
+    float32 even under autocast, and no (HW)x(HW) matrix kept for backward (recomputed there).
+    ``impl="matmul"`` is the reference that materialises the attention matrix;
+    ``impl="sdpa"`` calls ``scaled_dot_product_attention``, which on the CPU runs its math
+    kernel (the q, k, v views of the NCHW maps have a last-dim stride of HW, not 1, which
+    the CPU flash kernel requires), so it too keeps the (HW)x(HW) matrix. All three compute
+    the same function (``tests/test_pooled_gsa.py``).
     """
 
     def __init__(
@@ -129,15 +139,19 @@ class GlobalSpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (m(x).flatten(2).transpose(1, 2) for m in (self.f, self.g, self.h))  # N,HW,d
-        if self.impl == "sdpa":
-            # 3-D inputs: PyTorch runs its math kernel. 4-D inputs would pick the fused GPU
-            # kernels (H200: step ratio 1.9 instead of 2.6, memory 1.20x instead of 1.78x), but
-            # those diverged in 2 of 2 full CIFAR epochs (bf16, unscaled logits) where the math
-            # kernel did not: kept off until that is understood (docs/ba2m-options.md).
-            a = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        if self.impl == "pooled":
+            pooled = pooled_attention(q, k, v, self.scale)  # N, d (float32)
         else:
-            a = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale, dim=-1).bmm(v)
-        pooled = a.mean(1)  # N, d
+            if self.impl == "sdpa":
+                # Math kernel on the CPU (last-dim stride HW) and, with 3-D inputs, on CUDA.
+                # 4-D inputs would pick the fused GPU kernels (H200: step ratio 1.9 instead
+                # of 2.6, memory 1.20x instead of 1.78x), but those diverged in 2 of 2 full
+                # CIFAR epochs (bf16, unscaled logits) where the math kernel did not: kept off
+                # until that is understood (docs/ba2m-options.md, gsa_impl).
+                a = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            else:
+                a = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale, dim=-1).bmm(v)
+            pooled = a.mean(1)  # N, d
         if self.project is not None:
             return self.project(pooled)
         return F.interpolate(pooled.unsqueeze(1), size=self.channels, mode="nearest").squeeze(1)
@@ -165,7 +179,9 @@ class BA2M(nn.Module):
             gathers only in training mode inside an initialised process group; in eval mode,
             or without a process group, the softmax is over the batch given (evaluation is
             not data-parallel in this harness, see docs/distributed.md).
-        gsa_impl: "sdpa" (fused attention) or "matmul" (reference).
+        gsa_impl: "pooled" (exact pooled attention, no (HW)² matrix kept; default),
+            "sdpa" (scaled_dot_product_attention; its math kernel here) or "matmul"
+            (reference). All three compute the same function.
     """
 
     def __init__(
@@ -183,7 +199,7 @@ class BA2M(nn.Module):
         batch_scale: BatchScale = "none",
         eval_mode: EvalMode = "batch",
         batch_scope: BatchScope = "local",
-        gsa_impl: GsaImpl = "sdpa",
+        gsa_impl: GsaImpl = "pooled",
     ) -> None:
         super().__init__()
         branches = tuple(branches)
@@ -199,7 +215,7 @@ class BA2M(nn.Module):
         _check_choice("batch_scale", batch_scale, ("none", "n"))
         _check_choice("eval_mode", eval_mode, ("batch", "identity"))
         _check_choice("batch_scope", batch_scope, ("local", "global"))
-        _check_choice("gsa_impl", gsa_impl, ("sdpa", "matmul"))
+        _check_choice("gsa_impl", gsa_impl, ("pooled", "sdpa", "matmul"))
         width = reduced_width(channels, reduction, min_channels)
         self.channels, self.width, self.branches = channels, width, branches
         self.batch_scale, self.eval_mode, self.batch_scope = batch_scale, eval_mode, batch_scope
