@@ -109,8 +109,9 @@ def expected_evals(suite: Suite, row: Row) -> list[dict[str, Any]]:
 
 
 def _model_key(model: dict[str, Any]) -> tuple:
+    options = {k: v for k, v in (model.get("options") or {}).items() if k != "input_size"}
     return (model.get("arch"), model.get("form"), model.get("attention"),
-            repr(sorted((k, _plain(v)) for k, v in (model.get("options") or {}).items())))
+            repr(sorted((k, _plain(v)) for k, v in options.items())))
 
 
 def _plain(value: Any) -> Any:
