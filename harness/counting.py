@@ -105,10 +105,14 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count(model: nn.Module, input_size: int, batch: int = 1) -> Counts:
-    """Params and paper-convention FLOPs of ``model`` on a ``batch`` of 3xSxS images.
+def count(model: nn.Module, input_size: int, batch: int | None = None) -> Counts:
+    """Params and per-image paper-convention FLOPs of ``model`` on a ``batch`` of 3xSxS images.
 
-    Counting is at batch 1 by default: BA²M's batch softmax costs O(N) and is not counted."""
+    The batch is 1 by default, or 2 where a module declares ``batch_dependent`` (BA²M: a
+    batch of one has weight exactly 1 and skips the module, so batch 1 would count none of
+    it); MACs are divided by the batch. BA²M's batch softmax costs O(N) and is not counted."""
+    if batch is None:
+        batch = 2 if any(getattr(m, "batch_dependent", False) for m in model.modules()) else 1
     model = model.eval()
     x = torch.zeros(batch, 3, input_size, input_size)
     fvcore_log = logging.getLogger("fvcore.nn.jit_analysis")
