@@ -27,6 +27,8 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 from torch import nn
 
+from models.modes import eval_mode
+
 #: Operators whose MACs make the paper's FLOPs (fvcore's operator names).
 PAPER_OPS = frozenset(
     {"conv", "linear", "addmm", "matmul", "bmm", "einsum", "mm", "scaled_dot_product_attention",
@@ -110,7 +112,9 @@ def count(model: nn.Module, input_size: int, batch: int | None = None) -> Counts
 
     The batch is 1 by default, or 2 where a module declares ``batch_dependent`` (BA²M: a
     batch of one has weight exactly 1 and skips the module, so batch 1 would count none of
-    it); MACs are divided by the batch. BA²M's batch softmax costs O(N) and is not counted."""
+    it); MACs are divided by the batch. Batch-aware modules are counted active (their
+    training-time cost), whatever their ``eval_mode``. BA²M's batch softmax costs O(N) and
+    is not counted."""
     if batch is None:
         batch = 2 if any(getattr(m, "batch_dependent", False) for m in model.modules()) else 1
     model = model.eval()
@@ -119,7 +123,7 @@ def count(model: nn.Module, input_size: int, batch: int | None = None) -> Counts
     level = fvcore_log.level
     fvcore_log.setLevel(logging.ERROR)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), eval_mode(model, "batch"):
             warnings.simplefilter("ignore")
             fa = FlopCountAnalysis(model, x)
             fa.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)

@@ -28,6 +28,7 @@ from harness.data import Data, DataSpec, open_data
 from harness.devicedata import DeviceBatches
 from harness.paths import inside
 from models.ba2m import BA2M
+from models.modes import eval_mode
 
 if TYPE_CHECKING:
     from harness.distributed import Dist
@@ -324,8 +325,10 @@ def train(
     if dist is not None and dist.rank:
         return {}
     for variant in config.get("evals", []):
-        res = evaluate(eval_model, data.val_loader(variant.get("batch_size", eval_batch),
-                                                   variant.get("order", "natural")), device, amp)
+        loader = data.val_loader(variant.get("batch_size", eval_batch),
+                                 variant.get("order", "natural"))
+        with eval_mode(net, variant.get("eval_mode")):
+            res = evaluate(eval_model, loader, device, amp)
         hooks.on_eval(eval_key(variant), res.top1_err, res.top5_err)
     result = summarize(state.history, config, net)
     if dist is not None:

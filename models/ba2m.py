@@ -201,8 +201,9 @@ class BA2M(nn.Module):
         gsa_scaled: divide f g^T by sqrt(d) (Eq. 8 has no scale).
         hidden_act: activation between the stacked layers of CA and LSA.
         batch_scale: "none" (w = softmax, as Eq. 11) or "n" (w = N * softmax, mean weight 1).
-        eval_mode: "batch" (the same computation over the evaluation batch) or "identity"
-            (deactivated at inference).
+        eval_mode: "identity" (deactivated at inference, §III-D; the default: with
+            ``excite="residual"`` it equals evaluating in batches of 256 and does not depend
+            on the test batch) or "batch" (the same computation over the evaluation batch).
         batch_scope: "local" (softmax over this process's batch) or "global" (over the batch
             of all data-parallel processes, gathered with a differentiable all_gather). Global
             gathers only in training mode inside an initialised process group; in eval mode,
@@ -230,7 +231,7 @@ class BA2M(nn.Module):
         gsa_scaled: bool = False,
         hidden_act: Activation = "relu",
         batch_scale: BatchScale = "none",
-        eval_mode: EvalMode = "batch",
+        eval_mode: EvalMode = "identity",
         batch_scope: BatchScope = "local",
         gsa_impl: GsaImpl = "pooled",
         gsa_norm: BranchNorm = "bn",

@@ -37,7 +37,7 @@ def test_identity_eval_mode_and_batch_eval_mode_differ() -> None:
 
 
 def test_permuting_the_batch_permutes_the_output() -> None:
-    m = BA2M(64).eval()  # eval: BN uses running stats, so samples do not interact there
+    m = BA2M(64, eval_mode="batch").eval()  # eval: BN uses running stats, so samples do not interact there
     x = _x()
     perm = torch.randperm(6)
     torch.testing.assert_close(m(x)[perm], m(x[perm]))
@@ -69,8 +69,8 @@ def test_batch_scale_n_gives_mean_weight_one() -> None:
 
 def test_fused_attention_equals_reference() -> None:
     x = _x(c=64, hw=16)
-    fast = BA2M(64, gsa_impl="sdpa").eval()
-    ref = BA2M(64, gsa_impl="matmul").eval()
+    fast = BA2M(64, gsa_impl="sdpa", eval_mode="batch").eval()
+    ref = BA2M(64, gsa_impl="matmul", eval_mode="batch").eval()
     ref.load_state_dict(fast.state_dict())
     torch.testing.assert_close(fast.gsa(x), ref.gsa(x), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast(x), ref(x), rtol=1e-4, atol=1e-5)
@@ -122,7 +122,7 @@ def test_bad_options_raise_clear_errors(kwargs: dict, words: str) -> None:
 def test_a_batch_of_one_has_weight_exactly_one_in_training_and_evaluation(
     batch_scale: str, training: bool, excite: str, factor: float
 ) -> None:
-    m = BA2M(64, batch_scale=batch_scale, excite=excite).train(training)
+    m = BA2M(64, batch_scale=batch_scale, excite=excite, eval_mode="batch").train(training)
     x = _x(n=1).requires_grad_()
     y = m(x)  # no BatchNorm over a single sample is reached
     assert torch.equal(y, x * factor)  # w = 1: x under Eq. 13, x + 1·x under residual
