@@ -260,3 +260,16 @@ def test_the_provenance_states_each_ba2m_reading() -> None:
                          {"model": {"attention": None, "options": {}}}])
     assert "excite=residual (x + w·x; departs from Eq. 13), batch_scale=none" in text
     assert "excite=scale, batch_scale=n, eval_mode=identity" in text
+
+
+def test_curves_of_a_ba2m_job_include_its_weight_shares(smoke: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    from harness.report import write_training_curves
+    from harness.db import ResultsDB
+
+    with ResultsDB(smoke["db"]) as db:
+        res = db.results_frame("table7")
+    job = int(res["job_id"].iloc[0])
+    paths = write_training_curves(job, tmp_path, smoke["db"])
+    assert {p.name for p in paths} == {f"curves-{job}.png", f"curves-{job}.svg",
+                                       f"weight-share-{job}.png", f"weight-share-{job}.svg"}

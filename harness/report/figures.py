@@ -239,7 +239,7 @@ def weight_share_figure(curves: Mapping[str, pd.DataFrame], title: str) -> Figur
         for module, points in weight_shares(ep).items():
             ax.plot(points["epoch"], points["max_share_mean"], marker=".",
                     label=f"{label}: {module}")
-    ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+    ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="collapsed above (0.5)")
     ax.set_yscale("log")
     ax.set_ylim(top=1.05)
     ax.set_xlabel("epoch")

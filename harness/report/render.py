@@ -111,14 +111,22 @@ def make_figures(report: Report, out_dir: str | Path) -> dict[str, list[FigureFi
 
 
 def write_training_curves(job: int | str, out_dir: str | Path = "reports",
-                          db_url: str | None = None) -> tuple[Path, Path]:
-    """Training curves (loss, error, lr vs epoch) of one job, by id or config hash."""
+                          db_url: str | None = None) -> tuple[Path, ...]:
+    """Training curves (loss, error, lr vs epoch) of one job, by id or config hash, and, where
+    it recorded BA²M weight shares, its weight-share figure (PNG and SVG of each)."""
     with ResultsDB(db_url) as db:
         ep = db.epochs_frame(job)
     if ep.empty:
         raise UserError(f"job {job} has no recorded epochs; see `ba2m-bench status`")
-    fig = F.training_curves_figure({f"job {job}": ep}, f"Training curves of job {job}")
-    return F.save_figure(fig, Path(out_dir) / "figures", f"curves-{job}")
+    fig_dir = Path(out_dir) / "figures"
+    curves = {f"job {job}": ep}
+    paths = F.save_figure(F.training_curves_figure(curves, f"Training curves of job {job}"),
+                          fig_dir, f"curves-{job}")
+    if weight_shares(ep):
+        title = f"Largest share of one sample's BA²M weight, job {job}"
+        paths += F.save_figure(F.weight_share_figure(curves, title), fig_dir,
+                               f"weight-share-{job}")
+    return paths
 
 
 # ----------------------------------------------------------------------------- helpers
