@@ -56,26 +56,25 @@ FREE_OPS = frozenset(
 )
 
 
-def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
-    """MACs of softmax(Q K^T) V: L*S*E for Q K^T plus L*S*Ev for A V, per batch and head."""
+def _attention_shapes(inputs: list[Any]) -> tuple[int, int, int, int, int]:
+    """(batch and heads, L, E, S, Ev) of an attention op's q (.., L, E), k (.., S, E), v."""
     q, k, v = (get_shape(t) for t in inputs[:3])
     batch = 1
     for d in q[:-2]:
         batch *= d
-    length, e = q[-2], q[-1]
-    s, ev = k[-2], v[-1]
+    return batch, q[-2], q[-1], k[-2], v[-1]
+
+
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
+    """MACs of softmax(Q K^T) V: L*S*E for Q K^T plus L*S*Ev for A V, per batch and head."""
+    batch, length, e, s, ev = _attention_shapes(inputs)
     return Counter({"scaled_dot_product_attention": batch * length * s * (e + ev)})
 
 
 def pooled_attention_flop_jit(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
     """MACs of mean_L(softmax(Q K^T) V) as computed: L*S*E for Q K^T plus S*Ev for the
     column means of the softmax times V, per batch (no L x S x Ev product is done)."""
-    q, k, v = (get_shape(t) for t in inputs[:3])
-    batch = 1
-    for d in q[:-2]:
-        batch *= d
-    length, e = q[-2], q[-1]
-    s, ev = k[-2], v[-1]
+    batch, length, e, s, ev = _attention_shapes(inputs)
     return Counter({"pooled_attention": batch * (length * s * e + s * ev)})
 
 
