@@ -16,16 +16,17 @@ autocast); the output is float32 (float64) and the input gradients are cast back
 inputs' dtypes.
 
 Chunk rule (:func:`chunk_rows`): a chunk's logits for the whole batch, N x rows x L floats
-of 4 bytes, take at most :data:`CHUNK_BYTES` (8 MiB on the CPU, 256 MiB elsewhere), so
-rows = clamp(budget // (4 N L), 1, L). Forward holds two such blocks (logits and softmax),
-backward three (and dS); memory beyond q, k, v and the gradients is O(rows x L) per sample,
-independent of L² (BA²M after ResNet stage 1, N=8 at 56x56: 83 rows, 38 chunks; CIFAR
-ResNet-50 after stage 1, N=64 at 32x32: 32 rows, 32 chunks). On the CPU 8 MiB keeps those
-blocks inside a 32 MiB L3 cache: single-threaded, CIFAR N=64, it took 0.70 s of CPU per
-forward + backward of the branch at 2-8 MiB and up to 1.2 s at 32-64 MiB, against 1.3 s for
-the matmul reference. Each chunk costs ~10 kernel calls, which matters only where the
-intra-op threads are starved (a CPU shared with other work), so the budget is no smaller.
-The budget elsewhere (GPU) is a guess, not yet measured.
+of 4 bytes, take at most :data:`CHUNK_BYTES` (32 MiB on the CPU, 256 MiB elsewhere), so
+rows = clamp(budget // (4 N L), 1, L). Two such blocks are allocated once per pass and
+reused by every chunk (logits and softmax; in backward the logits' block then holds dS), so
+memory beyond q, k, v and the gradients is O(rows x L) per sample, never L² (BA²M after
+ResNet stage 1, N=8 at 56x56: 334 rows, 10 chunks; CIFAR ResNet-50 after stage 1, N=64 at
+32x32: 128 rows, 8 chunks; one COCO map, L=54,400: 154 rows, 354 chunks). Why 32 MiB on the
+CPU: single-threaded, the CIFAR case took 0.62-0.70 s of CPU per forward + backward of the
+branch at 4-32 MiB and 0.75 s at 64 MiB (the matmul reference: 1.3 s); each chunk is about
+ten kernel calls, and where the intra-op threads are starved (a 2-core CPU shared with other
+work) every call costs milliseconds, so fewer chunks run faster there (2 threads: 1.0-1.4 s
+at 32 MiB, 1.9 s at 16, 3.3 s at 8). The budget elsewhere (GPU) is a guess, not measured.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 #: Byte budget of one chunk's logits (whole batch) by device type; others use ``"default"``.
-CHUNK_BYTES = {"cpu": 8 * 2**20, "default": 256 * 2**20}
+CHUNK_BYTES = {"cpu": 32 * 2**20, "default": 256 * 2**20}
 
 
 def chunk_rows(n: int, length: int, device: torch.device | str = "cpu") -> int:
@@ -49,6 +50,19 @@ def chunk_rows(n: int, length: int, device: torch.device | str = "cpu") -> int:
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _block(buf: torch.Tensor, n: int, r: int, s: int) -> torch.Tensor:
+    """A contiguous (n, r, s) view on the start of the flat buffer ``buf``."""
+    return buf[: n * r * s].view(n, r, s)
+
+
+def _like(t: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` in ``t``'s dtype and memory layout: the gradient of GSA's (N, L, d) view of
+    an NCHW map flows back to its convolution as a contiguous NCHW gradient."""
+    out = torch.empty_like(t)
+    out.copy_(value)
+    return out
 
 
 def _no_autocast(device: torch.device) -> AbstractContextManager:
@@ -74,13 +88,21 @@ class PooledAttention(torch.autograd.Function):
         with _no_autocast(q.device):
             qs = (q.to(dt) * scale).contiguous()  # row chunks of a (N, L, E) layout
             kt = k.to(dt).transpose(1, 2)  # N, E, S
-            n = q.shape[0]
-            c = torch.zeros(n, 1, k.shape[1], dtype=dt, device=q.device)  # column sums of P
+            n, s = q.shape[0], k.shape[1]
+            c = torch.zeros(n, 1, s, dtype=dt, device=q.device)  # column sums of P
             ones = torch.ones(n, 1, min(rows, length), dtype=dt, device=q.device)
+            # two blocks reused by every chunk: no allocation per chunk (freed and reallocated
+            # blocks of this size fragmented glibc's heap, by up to ~4 L^2 bytes at L = 54,400)
+            logits, probs = (torch.empty(n * min(rows, length) * s, dtype=dt, device=q.device)
+                             for _ in range(2))
             for i in range(0, length, rows):
-                p = torch.softmax(torch.bmm(qs[:, i:i + rows], kt), dim=-1)  # N, rows, S
-                c.baddbmm_(ones[:, :, :p.shape[1]], p)  # one op: c += sum over the rows
-                del p
+                qc = qs[:, i:i + rows]
+                r = qc.shape[1]
+                sb, pb = _block(logits, n, r, s), _block(probs, n, r, s)
+                torch.bmm(qc, kt, out=sb)
+                torch.softmax(sb, -1, out=pb)  # N, r, S
+                c.baddbmm_(ones[:, :, :r], pb)  # one call: c += the chunk's column sums
+            del logits, probs
             c = c.squeeze(1)
             out = torch.bmm((c / length).unsqueeze(1), v.to(dt)).squeeze(1)
         ctx.save_for_backward(q, k, v, c)
@@ -101,27 +123,32 @@ class PooledAttention(torch.autograd.Function):
             g = grad.to(dt).contiguous()  # may arrive with stride 0 (from .mean / .expand)
             vv = v.to(dt)
             if need_v:
-                dv = ((c / length).unsqueeze(2) * g.unsqueeze(1)).to(v.dtype)  # N, S, Ev
+                dv = _like(v, (c / length).unsqueeze(2) * g.unsqueeze(1))  # N, S, Ev
             if need_q or need_k:
                 gc = torch.bmm(vv, g.unsqueeze(2)) / length  # N, S, 1: dLoss/dP_ij, any i
                 gct = gc.transpose(1, 2)  # N, 1, S
                 qs = (q.to(dt) * scale).contiguous()
                 kk = k.to(dt)
                 kt = kk.transpose(1, 2)
+                n, s = q.shape[0], k.shape[1]
                 dq_: list[torch.Tensor] = []
                 dk_ = torch.zeros(k.shape, dtype=dt, device=q.device)
+                blocks, probs = (torch.empty(n * min(rows, length) * s, dtype=dt,
+                                             device=q.device) for _ in range(2))
                 for i in range(0, length, rows):
                     qc = qs[:, i:i + rows]
-                    p = torch.softmax(torch.bmm(qc, kt), dim=-1)  # N, rows, S
-                    ds = gct - torch.bmm(p, gc)  # dS = P * (gc - sum_j P_j gc_j)
-                    ds.mul_(p)
-                    del p
+                    r = qc.shape[1]
+                    ds, pb = _block(blocks, n, r, s), _block(probs, n, r, s)
+                    torch.bmm(qc, kt, out=ds)  # the logits first, then dS in their place
+                    torch.softmax(ds, -1, out=pb)  # N, r, S
+                    torch.sub(gct, torch.bmm(pb, gc), out=ds)  # dS = P * (gc - P gc)
+                    ds.mul_(pb)
                     if need_q:
                         dq_.append(torch.bmm(ds, kk))
                     dk_.baddbmm_(ds.transpose(1, 2), qc)  # qc carries the scale already
-                    del ds
-                dq = torch.cat(dq_, 1).mul_(scale).to(q.dtype) if need_q else None
-                dk = dk_.to(k.dtype) if need_k else None
+                del blocks, probs
+                dq = _like(q, torch.cat(dq_, 1).mul_(scale)) if need_q else None
+                dk = _like(k, dk_) if need_k else None
         return dq, dk, dv, None, None
 
 

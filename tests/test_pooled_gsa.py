@@ -207,8 +207,8 @@ def test_module_memory_pooled_at_least_4x_lower() -> None:
 
 
 def test_chunk_rule_bounds_the_logit_block() -> None:
-    assert chunk_rows(8, 3136, "cpu") == 8 * 2**20 // (4 * 8 * 3136) == 83
-    assert chunk_rows(1, 54_400, "cpu") * 54_400 * 4 <= 8 * 2**20
+    assert chunk_rows(8, 3136, "cpu") == 32 * 2**20 // (4 * 8 * 3136) == 334
+    assert chunk_rows(1, 54_400, "cpu") * 54_400 * 4 <= 32 * 2**20
     assert chunk_rows(1, 10, "cpu") == 10  # never more rows than there are
     assert chunk_rows(10**6, 10**6, "cpu") == 1  # never fewer than one
     assert chunk_rows(8, 3136, "cuda") == 256 * 2**20 // (4 * 8 * 3136)
