@@ -49,7 +49,8 @@ FREE_OPS = frozenset(
         "aten::mul", "aten::mul_", "aten::add", "aten::add_", "aten::mean", "aten::max",
         "aten::amax", "aten::relu", "aten::relu_", "aten::sigmoid", "aten::div", "aten::sum",
         "aten::upsample_nearest1d", "aten::stack", "aten::expand_as", "aten::sub", "aten::rsub",
-        "aten::exp", "aten::avg_pool2d", "aten::tanh", "aten::hardtanh_", "aten::hardswish_",
+        "aten::exp", "aten::avg_pool2d", "aten::adaptive_avg_pool1d", "aten::tanh",
+        "aten::hardtanh_", "aten::hardswish_",
         "aten::silu_", "aten::dropout", "aten::pad", "aten::constant_pad_nd", "aten::repeat",
         "aten::var", "aten::sqrt",
     }
