@@ -39,7 +39,7 @@ def _config(scope: str = "local", gpus: int = 2, **train_kw: Any) -> dict[str, A
                   "options": {"stages": [1, 2, 3], "batch_scope": scope}},
         "data": {"provider": "synthetic", "num_classes": 10, "image_size": 8,
                  "train_size": 128, "val_size": 32},
-        "train": {"recipe": "test", "epochs": 3, "batch_size": 32, "lr": 0.1, "momentum": 0.9,
+        "train": {"recipe": "test", "epochs": 3, "batch_size": 32, "lr": 0.02, "momentum": 0.9,
                   "weight_decay": 5e-4, "nesterov": True, "milestones": [], "gamma": 0.1,
                   "augment": "crop-flip", "eval_batch_size": 32, "pipeline": "loader"} | train_kw,
         "evals": [], "seed": 0,
@@ -210,7 +210,10 @@ def test_two_process_loss_trajectory_tracks_one_process(runs: dict[str, Any]) ->
     1-process ones. Not equal: each process's BatchNorm (and, for the local scope, BA²M's
     softmax) sees 16 images instead of 32. Tolerance: the first epoch starts from the same
     weights, so it agrees to 0.1 nats (its loss is about ln 10 = 2.30); later epochs may
-    drift by 15 % of the one-process loss; every run learns (last epoch below the first)."""
+    drift by 15 % of the one-process loss; every run learns (last epoch below the first).
+    lr 0.02: since BA²M's residual default learns in earnest (not at the literal reading's
+    1/N logit scale), lr 0.1 made the 12-step trajectories chaotic (one process 2.48 -> 0.82,
+    two 2.46 -> 2.13), which says nothing about data parallelism."""
     one = [m["train_loss"] for m in runs["one"]["epochs"]]
     assert one[-1] < one[0]
     for key in ("local", "global"):
@@ -219,7 +222,7 @@ def test_two_process_loss_trajectory_tracks_one_process(runs: dict[str, Any]) ->
         assert two[-1] < two[0], (key, two)
         assert abs(two[0] - one[0]) < 0.1, (key, two, one)
         assert all(abs(a - b) < 0.15 * b for a, b in zip(two, one)), (key, two, one)
-        assert all(m["lr"] == 0.1 for m in runs[key]["epochs"])
+        assert all(m["lr"] == 0.02 for m in runs[key]["epochs"])
 
 
 def test_two_process_job_stops_cleanly_then_resumes_to_the_same_numbers(
