@@ -340,7 +340,9 @@ def db_upgrade(
     from harness.db import upgrade
 
     found, now = upgrade(db)
-    if found == now:
+    if found is None:
+        console.print("no ba2m-bench results in this database; nothing to migrate")
+    elif found == now:
         console.print(f"results database is at schema version {now}; nothing to do")
     else:
         console.print(f"results database migrated from schema version {found} to {now}")
