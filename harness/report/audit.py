@@ -34,17 +34,6 @@ def audit_key(mode: str, order: str, batch_size: int) -> str:
     return f"{AUDIT_PREFIX}mode={mode},order={order},batch_size={batch_size}"
 
 
-def set_eval_mode(model: torch.nn.Module, mode: str) -> list[str]:
-    """Set ``eval_mode`` on every BA²M of ``model``; returns the previous modes."""
-    from models.ba2m import BA2M
-
-    blocks = [m for m in model.modules() if isinstance(m, BA2M)]
-    before = [b.eval_mode for b in blocks]
-    for b in blocks:
-        b.eval_mode = mode
-    return before
-
-
 def audit_infer_batch(config: dict[str, Any], results_dir: str,
                       batch_sizes: Sequence[int] = BATCH_SIZES,
                       modes: Sequence[str] = MODES, orders: Sequence[str] = ORDERS,
@@ -52,24 +41,21 @@ def audit_infer_batch(config: dict[str, Any], results_dir: str,
     """Top-1/top-5 error (%) of the trained model of ``config`` at each test batch size, in
     each BA²M evaluation mode and test order: one row per (mode, order, batch size).
 
-    Sizes above the validation set are capped at its size (``effective_batch_size``); the
-    last batch of a pass may be smaller, as at any evaluation that keeps every image.
+    Sizes above the validation set are capped at its size (``effective_batch_size``); every
+    image is scored inside a full batch (``harness.train.evaluate``).
     """
-    from models.ba2m import BA2M
-
     from harness.train import evaluate, load_trained
+    from models.ba2m import BA2M
+    from models.modes import eval_mode
 
     model, data = load_trained(config, results_dir, data_root=data_root)
-    blocks = [m for m in model.modules() if isinstance(m, BA2M)]
-    if not blocks:
+    if not any(isinstance(m, BA2M) for m in model.modules()):
         raise ValueError("the model has no BA²M module: nothing to audit")
-    original = [b.eval_mode for b in blocks]
     device = torch.device("cpu")
     cache: dict[tuple[str, str, int], Any] = {}
     rows = []
-    try:
-        for mode in modes:
-            set_eval_mode(model, mode)
+    for mode in modes:
+        with eval_mode(model, mode):
             for order in orders:
                 for b in batch_sizes:
                     eff = max(1, min(int(b), data.val_len))
@@ -81,9 +67,6 @@ def audit_infer_batch(config: dict[str, Any], results_dir: str,
                     rows.append({"mode": mode, "order": order, "batch_size": int(b),
                                  "effective_batch_size": eff, "top1_err": res.top1_err,
                                  "top5_err": res.top5_err, "images": res.images})
-    finally:
-        for blk, m in zip(blocks, original):
-            blk.eval_mode = m
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
