@@ -32,9 +32,9 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from harness.devicedata import DeviceBatches
+from harness.training.devicedata import DeviceBatches
 from harness.paths import inside
-from harness.train import Hooks, _autocast, _train_epoch
+from harness.training.loop import Hooks, _autocast, _train_epoch
 from models import build_model
 from models.registry import INPUT_SIZE
 
@@ -329,7 +329,7 @@ def bench_count(res: BenchResult) -> None:
     """4. Seconds to count params and FLOPs of every zoo configuration the suites need, from
     nothing (the on-disk cache of earlier counts is not used)."""
     import suites
-    from harness import costs
+    from harness.costs import compare as costs
 
     costs._COUNT_CACHE.clear()
     t0 = time.perf_counter()
@@ -341,8 +341,8 @@ def bench_gpu_epoch(res: BenchResult, device: torch.device) -> None:
     """5. GPU only: a CIFAR-100 epoch of ResNet-50 ± BA²M (50,000 images at the paper's batch
     of 256) and the projected wall time of Table I (rows x seeds x epochs, scaled by FLOPs)."""
     import suites
-    from harness.costs import cost_row
-    from harness.jobs import expand, profile
+    from harness.costs.compare import cost_row
+    from harness.plan.jobs import expand, profile
 
     n, batch = 50_000, 256
     images, labels = _uint8_cifar(n)
@@ -378,7 +378,7 @@ def run_bench(device: str = "cpu", arch: str = "resnet50", dataset: str = "cifar
     """Run the benchmark's parts on ``device``."""
     dev = torch.device(device)
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as training sets it (harness.train)
+        torch.backends.cudnn.benchmark = True  # as training sets it (harness.training.loop)
     form = "imagenet" if dataset == "imagenet" else "cifar"
     classes = {"imagenet": 1000, "cifar10": 10}.get(dataset, 100)
     res = BenchResult(

@@ -97,7 +97,7 @@ def count(
     check: bool = typer.Option(False, "--check", help="Exit 1 on any mismatch."),
 ) -> None:
     """Params and FLOPs of every declared row, beside the paper's values."""
-    from harness.costs import cost_table, unused_deviations
+    from harness.costs.compare import cost_table, unused_deviations
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -122,7 +122,7 @@ def count(
 @friendly
 def list_suites() -> None:
     """Every suite with its table, dataset and job counts per profile."""
-    from harness.jobs import PROFILES, expand
+    from harness.plan.jobs import PROFILES, expand
 
     rows = []
     for s in suites.all_suites():
@@ -186,7 +186,7 @@ def run(
                                      "docs/distributed.md."),
 ) -> None:
     """Run a suite's jobs (resumable: re-run the same command after a stop)."""
-    from harness.runner import RunOptions, plan, run_suite
+    from harness.execute.runner import RunOptions, plan, run_suite
 
     if gpus is not None and backend == "ray":
         raise UserError("--gpus chooses this machine's GPUs for --backend local; with --backend "
@@ -225,7 +225,7 @@ def status(
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
 ) -> None:
     """Jobs by status, and every failure with its reason."""
-    from harness.db import ResultsDB
+    from harness.store.db import ResultsDB
 
     if suite is not None and suite not in suites.NAMES:
         raise UserError(str(suites.UnknownSuiteError(suite)))
@@ -337,7 +337,7 @@ def db_upgrade(
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
 ) -> None:
     """Migrate a results database written by an older ba2m-bench to this one's schema."""
-    from harness.db import upgrade
+    from harness.store.db import upgrade
 
     found, now = upgrade(db)
     if found is None:

@@ -1,6 +1,6 @@
 """What a suite declares: one paper table or figure, its rows, recipe and the paper's values.
 
-Data flows one way: a :class:`Suite` declaration -> jobs (``harness.jobs``) -> runner ->
+Data flows one way: a :class:`Suite` declaration -> jobs (``harness.plan.jobs``) -> runner ->
 database -> report. A suite never runs anything; it only says what to run and what the paper
 printed. Paper values are transcribed exactly as printed; a cell printed as "-" is absent.
 """

@@ -27,7 +27,7 @@ def _seed() -> None:
 
 def wait_for_first_epoch(proc: subprocess.Popen, db_path: str, timeout: float = 300) -> None:
     """Wait until the run's first job has recorded an epoch (its checkpoint exists)."""
-    from harness.db import ResultsDB
+    from harness.store.db import ResultsDB
 
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from harness.counting import count, count_params
+from harness.costs.counting import count, count_params
 from models import BA2M, ModelConfigError, architectures, build_model
 from models.backbones import RESIDUAL_TAIL
 from models.registry import INPUT_SIZE

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.db import ResultsDB
+from harness.store.db import ResultsDB
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 import suites
 from harness.cli import app
-from harness.costs import agrees, cost_table, known_deviations
-from harness.counting import count
+from harness.costs.compare import agrees, cost_table, known_deviations
+from harness.costs.counting import count
 from models import build_model
 
 runner = CliRunner()
@@ -53,7 +53,7 @@ def test_r_sweep_shrinks_as_r_grows() -> None:
 
 def test_every_known_deviation_is_needed() -> None:
     """A stale explanation would hide a real change: every entry must cover a deviating row."""
-    from harness.costs import unused_deviations
+    from harness.costs.compare import unused_deviations
 
     rows = cost_table([s for s in suites.all_suites() if s.table in
                        ("I", "II", "V", "VI", "VIII", "X", "XI", "XII")])

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from harness.data import (
+from harness.training.data import (
     PROVIDERS,
     DataSpec,
     DatasetLayoutError,

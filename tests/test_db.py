@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from harness.db import (CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, SCHEMA_VERSION, Attempt,
+from harness.store.status import JobStatus
+from harness.store.db import (SCHEMA_VERSION, Attempt,
                         DatabaseError, Job, JobSpec, Result, ResultsDB, SchemaVersionError,
                         default_url, upgrade)
 
@@ -51,27 +52,27 @@ def test_add_jobs_is_idempotent_and_links_suites(db: ResultsDB) -> None:
     frame = db.jobs_frame("table2")
     assert list(frame.config_hash) == [f"h{i:03d}" for i in range(5)]
     assert len(db.jobs_frame("table3")) == 7
-    assert db.jobs_frame().set_index("config_hash").loc["h000", "status"] == RUNNING
+    assert db.jobs_frame().set_index("config_hash").loc["h000", "status"] == JobStatus.RUNNING
     assert db.jobs_frame().set_index("config_hash").loc["h006", "suite"] == "table3"
     assert frame.config[0] == {"i": 0, "lr": 0.1}
-    assert db.status_counts("table2") == {PENDING: 4, RUNNING: 1, COMPLETED: 0, FAILED: 0,
-                                          CANCELLED: 0}
+    assert db.status_counts("table2") == {JobStatus.PENDING: 4, JobStatus.RUNNING: 1, JobStatus.COMPLETED: 0, JobStatus.FAILED: 0,
+                                          JobStatus.CANCELLED: 0}
     assert job is not None and job.config == {"i": 0, "lr": 0.1}
 
 
 def test_claim_conditions(db: ResultsDB) -> None:
     db.add_jobs(specs(5), "s")
     hashes = [f"h{i:03d}" for i in range(5)]
-    set_status(db, "h000", COMPLETED)
-    set_status(db, "h001", FAILED, reason="boom")
-    set_status(db, "h002", CANCELLED)
+    set_status(db, "h000", JobStatus.COMPLETED)
+    set_status(db, "h001", JobStatus.FAILED, reason="boom")
+    set_status(db, "h002", JobStatus.CANCELLED)
     first = db.claim(hashes, "w1", stale_after_s=60)
     assert first is not None and first.config_hash == "h003" and first.attempts == 1
     second = db.claim(hashes, "w1", stale_after_s=60)
     assert second is not None and second.config_hash == "h004"
     assert db.claim(hashes, "w2", stale_after_s=60) is None  # fresh heartbeats are kept
     assert db.claim([], "w2", stale_after_s=60) is None
-    # A stale RUNNING job is reclaimed, and its old attempt is ended.
+    # A stale JobStatus.RUNNING job is reclaimed, and its old attempt is ended.
     with db.engine.begin() as conn:
         conn.execute(update(Job).where(Job.config_hash == "h003")
                      .values(heartbeat=Job.heartbeat - timedelta(seconds=120)))
@@ -79,7 +80,7 @@ def test_claim_conditions(db: ResultsDB) -> None:
     assert again is not None and again.config_hash == "h003" and again.attempts == 2
     old = db.attempts_frame(first.job_id).set_index("attempt_id").loc[first.attempt_id]
     assert old.exit_reason.startswith("lost")
-    # FAILED only with retry_failed; COMPLETED and CANCELLED never.
+    # JobStatus.FAILED only with retry_failed; JobStatus.COMPLETED and JobStatus.CANCELLED never.
     assert db.claim(hashes, "w3", stale_after_s=3600) is None
     retried = db.claim(hashes, "w3", stale_after_s=3600, retry_failed=True,
                        attempt_info={"gpu_name": "H100", "git_dirty": True})
@@ -87,7 +88,7 @@ def test_claim_conditions(db: ResultsDB) -> None:
     row = db.attempts_frame(retried.job_id).iloc[-1]
     assert row.gpu_name == "H100" and row.git_dirty and row.host
     assert db.claim(hashes, "w3", stale_after_s=3600, retry_failed=True) is None
-    assert db.claim(None, "w3", stale_after_s=0) is not None  # stale_after_s=0: any RUNNING
+    assert db.claim(None, "w3", stale_after_s=0) is not None  # stale_after_s=0: any JobStatus.RUNNING
     with pytest.raises(ValueError):
         db.claim(None, "w", 1, attempt_info={"gpu": "x"})
 
@@ -130,7 +131,7 @@ def test_concurrent_workers_open_add_and_claim(tmp_path: Path) -> None:
     assert len(claimed) == 30 and len({h for h, _ in claimed}) == 30
     assert all(ok for _, ok in claimed)
     with ResultsDB(url) as rdb:
-        assert rdb.status_counts()[COMPLETED] == 30
+        assert rdb.status_counts()[JobStatus.COMPLETED] == 30
         assert count(rdb, Result) == 30 and count(rdb, Attempt) == 30
         assert set(rdb.jobs_frame().attempts) == {1}
         assert set(rdb.attempts_frame().exit_reason) == {"completed"}
@@ -161,15 +162,15 @@ def test_complete_fail_release_cancel(db: ResultsDB) -> None:
     assert db.complete(a.job_id, a.attempt_id, {**RESULT, "note": "x"})
     assert db.fail(b.job_id, b.attempt_id, "diverged at epoch 3", traceback="Traceback ...")
     assert db.release(c.job_id, c.attempt_id)
-    assert db.cancel(["h003", "h000"]) == 1  # COMPLETED stays
+    assert db.cancel(["h003", "h000"]) == 1  # JobStatus.COMPLETED stays
     assert not db.heartbeat(d.job_id, d.attempt_id)  # cancelled: the worker should stop
-    assert db.status_counts() == {PENDING: 1, RUNNING: 0, COMPLETED: 1, FAILED: 1, CANCELLED: 1}
+    assert db.status_counts() == {JobStatus.PENDING: 1, JobStatus.RUNNING: 0, JobStatus.COMPLETED: 1, JobStatus.FAILED: 1, JobStatus.CANCELLED: 1}
     assert db.failures("s") == [{"label": "row 1", "config_hash": "h001",
                                  "reason": "diverged at epoch 3", "attempts": 1}]
     results = db.results_frame("s").set_index("config_hash")
     assert results.loc["h000", "best_top1_err"] == 30.0
     assert results.loc["h000", "extra"] == {"note": "x"}
-    assert results.loc["h001", "status"] == FAILED
+    assert results.loc["h001", "status"] == JobStatus.FAILED
     attempts = db.attempts_frame().set_index("job_id")
     assert attempts.exit_reason.tolist() == ["completed", "diverged at epoch 3", "interrupted",
                                              "cancelled"]
@@ -177,7 +178,7 @@ def test_complete_fail_release_cancel(db: ResultsDB) -> None:
     db.set_attempt(a.attempt_id, resumed_from_epoch=2, note="resumed")
     assert db.attempts_frame(a.job_id).resumed_from_epoch[0] == 2
     assert db.requeue(["h001", "h003"]) == 2
-    assert db.status_counts()[PENDING] == 3
+    assert db.status_counts()[JobStatus.PENDING] == 3
 
 
 def test_complete_after_reclaim_does_not_overwrite(db: ResultsDB) -> None:
@@ -188,7 +189,7 @@ def test_complete_after_reclaim_does_not_overwrite(db: ResultsDB) -> None:
     assert not db.heartbeat(old.job_id, old.attempt_id)
     assert not db.complete(old.job_id, old.attempt_id, RESULT)
     assert not db.fail(old.job_id, old.attempt_id, "late")
-    assert count(db, Result) == 0 and db.status_counts()[RUNNING] == 1
+    assert count(db, Result) == 0 and db.status_counts()[JobStatus.RUNNING] == 1
     # The same worker name reclaiming its own job still cannot finish the old attempt.
     newer = db.claim(None, "w2", stale_after_s=0)
     assert not db.complete(new.job_id, new.attempt_id, RESULT)

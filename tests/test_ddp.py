@@ -1,4 +1,4 @@
-"""Data-parallel jobs (harness/distributed.py) on the CPU: gloo, 2 processes.
+"""Data-parallel jobs (harness/training/ddp.py) on the CPU: gloo, 2 processes.
 
 BA²M's batch softmax under DDP (local vs global scope), a job's loss trajectory beside the
 one-process run, stop / resume / divergence / a failing rank with no process left behind, the
@@ -21,12 +21,12 @@ import pytest
 import torch
 import torch.distributed as tdist
 
-from harness import runner
-from harness.db import ResultsDB
-from harness.distributed import Dist, launch, shard_loader
+from harness.execute import runner
+from harness.store.db import ResultsDB
+from harness.training.ddp import Dist, launch, shard_loader
 from harness.errors import UserError
-from harness.jobs import PROFILES, Overrides, expand
-from harness.train import Checkpoint, Diverged, Hooks, Stopped, open_job_data, train
+from harness.plan.jobs import PROFILES, Overrides, expand
+from harness.training.loop import Checkpoint, Diverged, Hooks, Stopped, open_job_data, train
 from models.ba2m import BA2M
 from tests.conftest import wait_for_first_epoch
 import suites

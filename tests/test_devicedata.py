@@ -8,7 +8,7 @@ from collections import Counter
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from harness.devicedata import DeviceBatches
+from harness.training.devicedata import DeviceBatches
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 

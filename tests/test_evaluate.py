@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from harness.train import complete_batch, evaluate
+from harness.training.loop import complete_batch, evaluate
 
 
 class BatchDependent(nn.Module):

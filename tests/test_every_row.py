@@ -7,7 +7,7 @@ size); a failure names the (suite, profile, row) of every job that uses the mode
 rows are skipped by their declared "not yet available" status; a classification row the
 harness cannot build fails here.
 
-Each model is built as training builds it (``harness.train.build_job_model``) on the meta
+Each model is built as training builds it (``harness.training.loop.build_job_model``) on the meta
 device, and steps there: every shape, every size check of the modules (GE-θ's map size, AA's
 relative embeddings, a kernel larger than its map) and the autograd graph, without the
 arithmetic (a CPU step of the paper profile's 224x224 rows takes minutes). The rows built for
@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 
 import suites
-from harness.config import ModelSpec
-from harness.data import DataSpec, open_data
-from harness.jobs import PROFILES, Overrides, expand, input_size, profile
-from harness.train import build_job_model
+from harness.plan.spec import ModelSpec
+from harness.training.data import DataSpec, open_data
+from harness.plan.jobs import PROFILES, Overrides, expand, input_size, profile
+from harness.training.loop import build_job_model
 from models.registry import INPUT_SIZE, size_dependent
 
 
@@ -221,9 +221,9 @@ class _FakeCifar:
                                       "cifar10"])
 def test_job_input_size_is_the_data_providers(provider: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where a job's data config names no image size, ``harness.jobs.input_size`` gives the
+    """Where a job's data config names no image size, ``harness.plan.jobs.input_size`` gives the
     size the provider opens at: the size its model is built for."""
-    import harness.data as data
+    import harness.training.data as data
 
     root = tmp_path
     if provider == "image-folder":

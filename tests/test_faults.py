@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import torch
 
-from harness.db import ResultsDB
+from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.paths import inside, safe_name
-from harness.train import Checkpoint, Hooks, train
+from harness.training.loop import Checkpoint, Hooks, train
 
 SMALL = ["--profile", "smoke", "--gpus", "none", "--no-progress", "--epochs", "3",
          "--set", "model.arch=resnet20", "--set", "model.options.stages=[1,2,3]",
@@ -143,7 +143,7 @@ def wait_gone(pids: list[int], timeout: float = 60) -> None:
 def corrupt_a_checkpoint(tmp: Path, rng: random.Random) -> str | None:
     """Damage the checkpoint of an unfinished job (truncated, with or without its checksum
     file); returns the note the resumed attempt must then carry."""
-    from harness.train import checkpoint_for
+    from harness.training.loop import checkpoint_for
 
     with ResultsDB(str(tmp / "db.sqlite")) as db:
         jobs = db.jobs_frame("table7")

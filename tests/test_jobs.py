@@ -6,7 +6,7 @@ import pytest
 
 import suites
 from harness.errors import UserError
-from harness.jobs import Overrides, expand, not_comparable_reason, parse_only, profile
+from harness.plan.jobs import Overrides, expand, not_comparable_reason, parse_only, profile
 
 
 def test_expansion_counts() -> None:

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from harness.counting import count, count_params
+from harness.costs.counting import count, count_params
 from models import BA2M, architectures, build_model
 from models.lightweight import CIFAR_LIGHTWEIGHT
 from models.registry import num_stages

@@ -12,7 +12,7 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from harness.counting import sdpa_flop_jit
+from harness.costs.counting import sdpa_flop_jit
 from models import ModelConfigError, build_model
 from models.methods.aa import AAConv, aa, aa_depths
 from models.methods.sasa import LocalSelfAttention, sasa

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from harness.bench import GSA_MODULE_SHAPE, gsa_module_step, memory_of
-from harness.counting import count
+from harness.costs.counting import count
 from models.ba2m import BA2M, BA2MConfigError, GlobalSpatialAttention
 from models.pooled_attention import PooledAttention, chunk_rows, pooled_attention
 

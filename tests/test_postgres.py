@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 
-from harness.db import (COMPLETED, PENDING, RUNNING, SCHEMA_VERSION, Attempt, Base,
+from harness.store.status import JobStatus
+from harness.store.db import (SCHEMA_VERSION, Attempt, Base,
                         DatabaseError, Epoch, Meta, Result, ResultsDB, SchemaVersionError)
 from tests import test_db as sqlite_suite
 from tests.pg import _free_port, pg_server, pg_url  # noqa: F401  (pytest fixtures)
@@ -74,11 +75,11 @@ def test_round_trip(pg_url: str) -> None:
         assert db.heartbeat(job.job_id, job.attempt_id)
         assert db.complete(job.job_id, job.attempt_id, {**RESULT, "note": "pg"})
         results = db.results_frame("s").set_index("config_hash")
-        assert results.loc["h000", "status"] == COMPLETED
+        assert results.loc["h000", "status"] == JobStatus.COMPLETED
         assert results.loc["h000", "best_top1_err"] == 30.0
         assert results.loc["h000", "eval_batch_size"] == 64
         assert results.loc["h000", "extra"] == {"note": "pg"}
-        assert results.loc["h001", "status"] == PENDING
+        assert results.loc["h001", "status"] == JobStatus.PENDING
         attempt = db.attempts_frame(job.job_id).iloc[0]
         assert attempt.exit_reason == "completed" and bool(attempt.git_dirty)
         assert isinstance(attempt.started_at, datetime) and attempt.ended_at >= attempt.started_at
@@ -118,7 +119,7 @@ def test_concurrent_claims_take_each_job_once(pg_url: str) -> None:
     assert sorted(h for h, _ in claimed) == [f"h{i:03d}" for i in range(20)], reports
     assert all(ok for _, ok in claimed)
     with ResultsDB(pg_url) as db:
-        assert db.status_counts()[COMPLETED] == 20
+        assert db.status_counts()[JobStatus.COMPLETED] == 20
         assert count(db, Result) == 20 and count(db, Attempt) == 20 and count(db, Epoch) == 20
         assert set(db.jobs_frame().attempts) == {1}
         assert set(db.attempts_frame().exit_reason) == {"completed"}
@@ -232,7 +233,7 @@ def test_two_run_drivers_share_the_database(pg_url: str, tmp_path: Path) -> None
     assert [d.returncode for d in drivers] == [0, 0], outputs
     with ResultsDB(pg_url) as db:
         counts = db.status_counts("table7")
-        assert counts[COMPLETED] == 2 and sum(counts.values()) == 2, (counts, outputs)
+        assert counts[JobStatus.COMPLETED] == 2 and sum(counts.values()) == 2, (counts, outputs)
         jobs = db.jobs_frame("table7")
         assert set(jobs.attempts) == {1}
         attempts = db.attempts_frame()
@@ -240,4 +241,4 @@ def test_two_run_drivers_share_the_database(pg_url: str, tmp_path: Path) -> None
         assert set(attempts.exit_reason) == {"completed"}
         assert count(db, Result) == 2
         assert db.results_frame("table7").best_top1_err.notna().all()
-        assert RUNNING not in set(jobs.status)
+        assert JobStatus.RUNNING not in set(jobs.status)

@@ -18,11 +18,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from harness.db import ResultsDB  # noqa: E402
+from harness.store.db import ResultsDB  # noqa: E402
 from harness.errors import UserError  # noqa: E402
-from harness.ray_backend import as_task, pin_devices, run_job, task_resources  # noqa: E402
-from harness.runner import RunOptions, plan, run_suite  # noqa: E402
-from harness.workerid import machine_prefix  # noqa: E402
+from harness.execute.backends.ray import as_task, pin_devices, run_job, task_resources  # noqa: E402
+from harness.execute.runner import RunOptions, plan, run_suite  # noqa: E402
+from harness.store.workerid import machine_prefix  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,9 @@ def test_the_drivers_own_gpus_do_not_limit_ray_jobs(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """ImageNet jobs ask for 8 GPUs: a one-GPU machine refuses them locally, but as a Ray
     driver it only submits them (the cluster places them)."""
-    import harness.runner
+    import harness.execute.runner
 
-    monkeypatch.setattr(harness.runner, "_gpu_count", lambda: 1)
+    monkeypatch.setattr(harness.execute.runner, "_gpu_count", lambda: 1)
     local = RunOptions(profile="paper", db_url=str(tmp_path / "db.sqlite"), gpus="all",
                        seeds=1, only="method=ba2m", dry_run=True)
     with pytest.raises(UserError, match="the jobs need 8 GPUs each"):
@@ -189,8 +189,8 @@ def test_killed_worker_is_retried_and_completes_once(cluster: Any, tmp_path: Pat
 
 def test_cancel_releases_the_job(cluster: Any, tmp_path: Path) -> None:
     """What Ctrl-C does: ray.cancel interrupts the task, which gives its job back."""
-    from harness.db import JobSpec
-    from harness.ray_backend import _Driver
+    from harness.store.db import JobSpec
+    from harness.execute.backends.ray import _Driver
 
     opts = _opts(tmp_path, only="setting=between", epochs=2, sets=SMALL)
     jobs = plan("table7", opts)

@@ -27,7 +27,7 @@ AUDIT_SIZES = (2, 256)  # 256 is capped at the 64 validation images
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A real smoke run: table7 (2 rows x 2 seeds) and infer-batch (1 job), one epoch each on
     synthetic data; then the §III-D audit."""
-    from harness.runner import RunOptions, run_suite
+    from harness.execute.runner import RunOptions, run_suite
 
     root = tmp_path_factory.mktemp("smoke")
     db, results = str(root / "ba2m.sqlite"), str(root / "results")
@@ -171,7 +171,7 @@ def test_audit_points_cover_every_mode_order_and_size(smoke: dict[str, str]) -> 
 
 
 def test_audit_is_stored_and_reported(smoke: dict[str, str], written: dict[str, Path]) -> None:
-    from harness.db import ResultsDB
+    from harness.store.db import ResultsDB
 
     with ResultsDB(smoke["db"]) as db:
         stored = stored_audit(db.eval_frame("infer-batch"))
@@ -265,7 +265,7 @@ def test_the_provenance_states_each_ba2m_reading() -> None:
 def test_curves_of_a_ba2m_job_include_its_weight_shares(smoke: dict[str, str],
                                                         tmp_path: Path) -> None:
     from harness.report import write_training_curves
-    from harness.db import ResultsDB
+    from harness.store.db import ResultsDB
 
     with ResultsDB(smoke["db"]) as db:
         res = db.results_frame("table7")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.db import ResultsDB
-from harness.runner import RunOptions, run_suite
-from harness.train import Checkpoint, Diverged, train
+from harness.store.db import ResultsDB
+from harness.execute.runner import RunOptions, run_suite
+from harness.training.loop import Checkpoint, Diverged, train
 from tests.conftest import SHARED_DATA, wait_for_first_epoch
 
 

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from harness.workerid import is_dead_local, machine_prefix, worker_name
+from harness.store.workerid import is_dead_local, machine_prefix, worker_name
 from tests.conftest import ROOT
 
 
@@ -37,7 +37,7 @@ def test_a_namesake_host_or_pid_namespace_is_never_declared_dead() -> None:
 def test_the_prefix_is_the_same_in_a_child_process() -> None:
     """Runner, workers and DDP ranks of one machine share the prefix."""
     out = subprocess.run([sys.executable, "-c",
-                          "from harness.workerid import machine_prefix; print(machine_prefix())"],
+                          "from harness.store.workerid import machine_prefix; print(machine_prefix())"],
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == machine_prefix()

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from harness.db import COMPLETED, ResultsDB
+from harness.store.db import ResultsDB
+from harness.store.status import JobStatus
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MODES = ("batch", "identity")
@@ -42,9 +43,9 @@ def audit_infer_batch(config: dict[str, Any], results_dir: str,
     each BA²M evaluation mode and test order: one row per (mode, order, batch size).
 
     Sizes above the validation set are capped at its size (``effective_batch_size``); every
-    image is scored inside a full batch (``harness.train.evaluate``).
+    image is scored inside a full batch (``harness.training.loop.evaluate``).
     """
-    from harness.train import evaluate, load_trained
+    from harness.training.loop import evaluate, load_trained
     from models.ba2m import BA2M
     from models.modes import eval_mode
 
@@ -79,7 +80,7 @@ def run_audit(db_url: str | None = None, results_dir: str = "results",
     frames = []
     with ResultsDB(db_url) as db:
         jobs = db.results_frame(suite)
-        jobs = jobs[jobs["status"] == COMPLETED].drop_duplicates("job_id")
+        jobs = jobs[jobs["status"] == JobStatus.COMPLETED].drop_duplicates("job_id")
         for job in jobs.itertuples(index=False):
             if "ba2m" not in str(job.config.get("model", {}).get("attention") or ""):
                 continue

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pandas as pd
 
 import suites as suite_registry
-from harness.config import model_spec
-from harness.db import ResultsDB
+from harness.plan.spec import model_spec
+from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.report.audit import stored_audit
 from harness.report.consistency import Flag, consistency_flags
@@ -91,8 +91,8 @@ def attach_costs(db: ResultsDB, rows: Sequence[RowReport], mode: str) -> None:
         raise UserError(f"unknown costs mode {mode!r}; choose one of {', '.join(COST_MODES)}")
     if mode == "none":
         return
-    from harness import costs
-    from harness.counting import Counts
+    from harness.costs import compare as costs
+    from harness.costs.counting import Counts
 
     runnable = [r for r in rows if r.status != "unavailable" and r.suite.task == "classification"]
     specs = {id(r): model_spec(r.suite, r.row) for r in runnable}
@@ -112,7 +112,7 @@ def attach_costs(db: ResultsDB, rows: Sequence[RowReport], mode: str) -> None:
         for spec in todo:
             c = costs._COUNT_CACHE[spec.hash()]
             db.save_model_stats(spec.hash(), c.params, c.macs, c.fvcore_total,
-                                "harness.counting (paper MACs)", c.uncounted)
+                                "harness.costs.counting (paper MACs)", c.uncounted)
     for r in runnable:
         if specs[id(r)].hash() in costs._COUNT_CACHE:
             c = costs.cost_row(r.suite, r.row)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 import suites as suite_registry
-from harness.config import NotAvailableError, model_spec
+from harness.plan.spec import NotAvailableError, model_spec
 from harness.report.gains import baseline_for
 from suites.base import Row, Suite
 

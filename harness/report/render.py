@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import suites as suite_registry
-from harness.db import ResultsDB
+from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.paths import inside
 from harness.report import figures as F

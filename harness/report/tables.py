@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import NotAvailableError, check_available, model_spec
-from harness.db import COMPLETED, FAILED
-from harness.jobs import not_comparable_reason
+from harness.plan.spec import NotAvailableError, check_available, model_spec
+from harness.store.status import JobStatus
+from harness.plan.jobs import not_comparable_reason
 from harness.report.stats import RULE, Summary, summarize, within_rule
 from suites.base import Row, Suite
 
@@ -100,7 +100,7 @@ class RowReport:
 
 # ------------------------------------------------------------------------------ matching
 def expected_evals(suite: Suite, row: Row) -> list[dict[str, Any]]:
-    """The extra evaluations a job of ``row`` carries (as ``harness.jobs`` builds them)."""
+    """The extra evaluations a job of ``row`` carries (as ``harness.plan.jobs`` builds them)."""
     def key(r: Row) -> tuple:
         return (r.backbone, r.arch, r.method, repr(sorted(r.model.items())),
                 repr(sorted(r.train.items())))
@@ -158,7 +158,7 @@ def choose_group(jobs: pd.DataFrame) -> tuple[str | None, int]:
         cfg = g["config"].iloc[0]
         ranked.append((not bool(cfg.get("comparable")),
                        PROFILE_RANK.get(cfg.get("profile"), 9),
-                       -int((g["status"] == COMPLETED).sum()), -len(g), str(group)))
+                       -int((g["status"] == JobStatus.COMPLETED).sum()), -len(g), str(group)))
     ranked.sort()
     return ranked[0][-1], len(ranked) - 1
 
@@ -190,12 +190,12 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
         return rep
     group, rep.other_groups = choose_group(jobs)
     chosen = jobs[jobs["group_hash"] == group] if group is not None else jobs.iloc[0:0]
-    done = chosen[chosen["status"] == COMPLETED]
+    done = chosen[chosen["status"] == JobStatus.COMPLETED]
     rep.group_hash = group
     rep.job_ids = [int(j) for j in chosen["job_id"]]
     rep.configs = list(chosen["config"])
     rep.n_expected = len(chosen) if len(chosen) else default_seeds
-    rep.n_done, rep.n_failed = len(done), int((chosen["status"] == FAILED).sum())
+    rep.n_done, rep.n_failed = len(done), int((chosen["status"] == JobStatus.FAILED).sum())
     if len(chosen):
         cfg = chosen["config"].iloc[0]
         rep.profile, rep.comparable = cfg.get("profile"), bool(cfg.get("comparable"))

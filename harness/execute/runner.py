@@ -25,11 +25,11 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 import suites
-from harness.db import ClaimedJob, JobSpec, ResultsDB
+from harness.store.db import ClaimedJob, JobSpec, ResultsDB
 from harness.errors import RunFailure, UserError, database_failure
-from harness.jobs import Job, Overrides, expand, not_comparable_reason, profile, runtime_config
-from harness.progress import watch
-from harness.workerid import is_dead_local, worker_name
+from harness.plan.jobs import Job, Overrides, expand, not_comparable_reason, profile, runtime_config
+from harness.execute.progress import watch
+from harness.store.workerid import is_dead_local, worker_name
 
 HEARTBEAT_S = float(os.environ.get("BA2M_HEARTBEAT_S", 10.0))
 STALE_AFTER_S = max(120.0, 6 * HEARTBEAT_S)
@@ -78,7 +78,7 @@ def plan(name: str, opts: RunOptions) -> list[Job]:
 def slots(gpus: str, jobs_per_gpu: int, gpus_per_job: int = 1) -> list[str | None]:
     """CUDA_VISIBLE_DEVICES of each worker; [None] means one CPU worker.
 
-    With ``gpus_per_job`` W > 1 (data-parallel jobs, ``harness.distributed``) each worker gets
+    With ``gpus_per_job`` W > 1 (data-parallel jobs, ``harness.training.ddp``) each worker gets
     W GPUs: "0,1", "2,3", ... (GPUs left over beyond a multiple of W stay idle), and runs its
     job's W processes on them; ``jobs_per_gpu`` workers share each group. One run has one W
     (the largest any job asks for: a job asking fewer uses the first GPUs of its group). On the
@@ -136,8 +136,8 @@ def _gpu_count() -> int:
 
 def check_data(jobs: list[Job], opts: RunOptions) -> None:
     """Open the data once in the driver, so a missing dataset fails before anything runs."""
-    from harness.data import DataError
-    from harness.train import open_job_data
+    from harness.training.data import DataError
+    from harness.training.loop import open_job_data
 
     runnable = [j for j in jobs if j.unavailable is None]
     if not runnable:
@@ -212,7 +212,7 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
         _fail_unavailable(db, jobs)
         url = db.engine.url.render_as_string(hide_password=False)
     if opts.backend == "ray":
-        from harness.ray_backend import run_on_ray
+        from harness.execute.backends.ray import run_on_ray
 
         run_on_ray(name, jobs, url, opts)
         return _summary(url, name, jobs)
@@ -343,8 +343,8 @@ def run_claimed(db: ResultsDB, job: ClaimedJob, opts: dict[str, Any],
                 parent: int | None) -> None:
     """Train one claimed job and record how it ended. ``parent`` is the pid of the runner the
     worker must not outlive, or None where something else supervises the worker (Ray)."""
-    from harness.config import NotAvailableError
-    from harness.train import Diverged, Hooks, Stopped, checkpoint_for, train
+    from harness.plan.spec import NotAvailableError
+    from harness.training.loop import Diverged, Hooks, Stopped, checkpoint_for, train
 
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(db, job, stop, parent), daemon=True)
@@ -401,7 +401,7 @@ def attempt_info() -> dict[str, Any]:
 
 
 def _git_state() -> tuple[str, bool]:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
                                 capture_output=True, text=True, timeout=10).stdout.strip()

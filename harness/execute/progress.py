@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness.db import ResultsDB
+from harness.store.db import ResultsDB
 
 POLL_S = 1.0
 

@@ -37,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
 from harness.errors import UserError
+from harness.store.status import JobStatus
 
 SCHEMA_VERSION = 2
 #: Statements that bring a database from version V to V + 1 (``ba2m-bench db upgrade``).
@@ -44,9 +45,6 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE epochs ADD COLUMN diagnostics TEXT",),
 }
 DEFAULT_URL = "sqlite:///results/ba2m.sqlite"
-PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
-    "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
-STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
 _FIX = "start a new database with --db PATH, or migrate"
 _UPGRADE_FIX = "run `ba2m-bench db upgrade` (with the same --db) to migrate it"
 _PG_LOCK = int.from_bytes(b"ba2mbnch", "big")  # advisory lock key of the exclusive writes
@@ -98,7 +96,7 @@ class Job(Base):
     label: Mapped[str] = mapped_column(Text)
     seed: Mapped[int]
     config: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(index=True, default=PENDING)
+    status: Mapped[str] = mapped_column(index=True, default=JobStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     worker: Mapped[str | None]
     heartbeat: Mapped[datetime | None]
@@ -494,12 +492,12 @@ class ResultsDB:
             raise ValueError(f"unknown attempt_info keys {sorted(unknown)}; use {_ATTEMPT_INFO}")
         info.setdefault("host", socket.gethostname())
         now = _now()
-        stale = and_(Job.status == RUNNING,
+        stale = and_(Job.status == JobStatus.RUNNING,
                      or_(Job.heartbeat.is_(None),
                          Job.heartbeat < now - timedelta(seconds=stale_after_s)))
-        takeable = or_(Job.status == PENDING, stale, and_(Job.status == FAILED, retry_failed))
+        takeable = or_(Job.status == JobStatus.PENDING, stale, and_(Job.status == JobStatus.FAILED, retry_failed))
         scope = [] if config_hashes is None else [Job.config_hash.in_(list(config_hashes))]
-        rank = case((Job.status == PENDING, 0), (Job.status == RUNNING, 1), else_=2)
+        rank = case((Job.status == JobStatus.PENDING, 0), (Job.status == JobStatus.RUNNING, 1), else_=2)
         # PostgreSQL locks the candidate, skipping rows other claimers hold (FOR NO KEY
         # UPDATE: an insert referencing the job does not block it); SQLite has no row locks and
         # needs none under BEGIN IMMEDIATE. Either way the conditional UPDATE decides.
@@ -509,7 +507,7 @@ class ResultsDB:
         with self._write() as s:
             while (job_id := s.scalar(candidate.where(Job.id.not_in(lost)))) is not None:
                 won = s.execute(update(Job).where(Job.id == job_id, takeable).values(
-                    status=RUNNING, worker=worker, heartbeat=now, reason=None,
+                    status=JobStatus.RUNNING, worker=worker, heartbeat=now, reason=None,
                     attempts=Job.attempts + 1, updated_at=now
                 ).execution_options(synchronize_session=False)).rowcount == 1
                 if won:
@@ -539,7 +537,7 @@ class ResultsDB:
             if att is None or att.job_id != job_id:
                 raise ValueError(f"attempt {attempt_id} is not an attempt of job {job_id}")
             owned = s.execute(update(Job).where(
-                Job.id == job_id, Job.status == RUNNING, Job.worker == att.worker,
+                Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker == att.worker,
                 Job.attempts == att.number).values(updated_at=now, **job_values)
                 .execution_options(synchronize_session=False)).rowcount == 1
             if not owned:
@@ -591,17 +589,18 @@ class ResultsDB:
         extra = dict(result.get("extra") or {})
         extra.update({k: v for k, v in result.items() if k not in row and k != "extra"})
         row.update(job_id=job_id, extra=_dumps(extra) if extra else None)
-        return self._if_owner(job_id, attempt_id, {"status": COMPLETED, "reason": None},
-                         {"exit_reason": "completed"}, result=row)
+        return self._if_owner(job_id, attempt_id,
+                              {"status": JobStatus.COMPLETED, "reason": None},
+                              {"exit_reason": "completed"}, result=row)
 
     def fail(self, job_id: int, attempt_id: int, reason: str, traceback: str | None = None) -> bool:
         """Mark the job FAILED with ``reason``; False if this attempt no longer owns it."""
-        return self._if_owner(job_id, attempt_id, {"status": FAILED, "reason": reason},
+        return self._if_owner(job_id, attempt_id, {"status": JobStatus.FAILED, "reason": reason},
                          {"exit_reason": reason, "traceback": traceback})
 
     def release(self, job_id: int, attempt_id: int, reason: str = "interrupted") -> bool:
         """Give the job back (PENDING), e.g. on Ctrl-C; False if this attempt no longer owns it."""
-        return self._if_owner(job_id, attempt_id, {"status": PENDING, "reason": reason,
+        return self._if_owner(job_id, attempt_id, {"status": JobStatus.PENDING, "reason": reason,
                                               "worker": None, "heartbeat": None},
                          {"exit_reason": reason})
 
@@ -610,10 +609,10 @@ class ResultsDB:
         now, hashes = _now(), list(config_hashes)
         with self._write() as s:
             ids = list(s.scalars(select(Job.id).where(Job.config_hash.in_(hashes),
-                                                      Job.status != COMPLETED,
-                                                      Job.status != CANCELLED)))
+                                                      Job.status != JobStatus.COMPLETED,
+                                                      Job.status != JobStatus.CANCELLED)))
             s.execute(update(Job).where(Job.id.in_(ids)).values(
-                status=CANCELLED, reason="cancelled", updated_at=now))
+                status=JobStatus.CANCELLED, reason="cancelled", updated_at=now))
             s.execute(update(Attempt).where(Attempt.job_id.in_(ids), Attempt.ended_at.is_(None))
                       .values(ended_at=now, exit_reason="cancelled"))
         return len(ids)
@@ -623,16 +622,16 @@ class ResultsDB:
         reclaims them at once instead of waiting for the heartbeat to go stale."""
         with self._write() as s:
             return s.execute(update(Job).where(
-                Job.config_hash.in_(list(config_hashes)), Job.status == RUNNING
+                Job.config_hash.in_(list(config_hashes)), Job.status == JobStatus.RUNNING
             ).values(heartbeat=None, updated_at=_now())).rowcount
 
     def requeue(self, config_hashes: Iterable[str],
-                statuses: Sequence[str] = (FAILED, CANCELLED)) -> int:
+                statuses: Sequence[str] = (JobStatus.FAILED, JobStatus.CANCELLED)) -> int:
         """Put jobs in ``statuses`` (FAILED or CANCELLED) back to PENDING; returns how many."""
         with self._write() as s:
             return s.execute(update(Job).where(
                 Job.config_hash.in_(list(config_hashes)), Job.status.in_(list(statuses))
-            ).values(status=PENDING, updated_at=_now())).rowcount
+            ).values(status=JobStatus.PENDING, updated_at=_now())).rowcount
 
     # ---------------------------------------------------------------------------- reading
     @staticmethod
@@ -655,12 +654,13 @@ class ResultsDB:
                 SuiteJob.suite == suite)
         with self.engine.connect() as conn:
             found: dict[str, int] = dict(conn.execute(stmt).all())
-        return {status: found.get(status, 0) for status in STATUSES}
+        return {status: found.get(status, 0) for status in JobStatus}
 
     def failures(self, suite: str | None = None) -> list[dict[str, Any]]:
         """FAILED jobs: label, config_hash, reason, attempts."""
         label = (SuiteJob.label if suite else Job.label).label("label")
-        stmt = select(label, Job.config_hash, Job.reason, Job.attempts).where(Job.status == FAILED)
+        stmt = select(label, Job.config_hash, Job.reason, Job.attempts).where(
+            Job.status == JobStatus.FAILED)
         with self.engine.connect() as conn:
             return [row._asdict() for row in conn.execute(self._in_suite(stmt, suite))]
 

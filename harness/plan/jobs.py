@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from harness.config import ModelSpec, NotAvailableError, check_available, model_spec, stable_hash
+from harness.plan.spec import ModelSpec, NotAvailableError, check_available, model_spec, stable_hash
 from harness.errors import UserError
 from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
@@ -29,7 +29,7 @@ from suites.base import Recipe, Row, Suite
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
 SMOKE_CLASSES = 10
 
-#: Image size of a provider whose data config names none (``harness.data``'s defaults,
+#: Image size of a provider whose data config names none (``harness.training.data``'s defaults,
 #: tests/test_every_row.py checks they agree): ImageNet 224, every other provider 32.
 PROVIDER_IMAGE_SIZE = {"imagenet": 224}
 DEFAULT_IMAGE_SIZE = 32
@@ -241,7 +241,7 @@ def _data_config(suite: Suite, prof: Profile, over: Overrides) -> dict[str, Any]
     return data
 
 
-#: Providers whose training set the on-device pipeline can hold (harness.devicedata).
+#: Providers whose training set the on-device pipeline can hold (harness.training.devicedata).
 DEVICE_PIPELINE_PROVIDERS = ("cifar100", "cifar10")
 
 

@@ -23,15 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import ModelSpec, stable_hash
-from harness.data import Data, DataSpec, open_data
-from harness.devicedata import DeviceBatches
+from harness.plan.spec import ModelSpec, stable_hash
+from harness.training.data import Data, DataSpec, open_data
+from harness.training.devicedata import DeviceBatches
 from harness.paths import inside
 from models.ba2m import BA2M
 from models.modes import eval_mode
 
 if TYPE_CHECKING:
-    from harness.distributed import Dist
+    from harness.training.ddp import Dist
 
 
 class Diverged(RuntimeError):
@@ -254,10 +254,10 @@ def train(
     """Train ``config`` to its last epoch (resuming if a checkpoint exists); return results.
 
     A config with ``train.gpus`` W > 1 is trained by W data-parallel processes, this one
-    being rank 0 (``harness.distributed``, which calls back here with ``dist`` set on every
+    being rank 0 (``harness.training.ddp``, which calls back here with ``dist`` set on every
     rank). Ranks other than 0 neither evaluate, checkpoint nor return results."""
     if dist is None and config["train"].get("gpus", 1) > 1:
-        from harness.distributed import run_job
+        from harness.training.ddp import run_job
 
         return run_job(config, checkpoint, hooks)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -299,7 +299,7 @@ def train(
     # data parallel: rank 0 evaluates the bare network alone, at the batch BA²M's softmax saw
     eval_model, eval_batch = model, t["eval_batch_size"]
     if dist is not None:
-        from harness.distributed import eval_batch_size
+        from harness.training.ddp import eval_batch_size
 
         eval_model, eval_batch = net, eval_batch_size(config, net, dist.world)
     for epoch in range(state.epoch, t["epochs"]):
@@ -332,7 +332,7 @@ def train(
         hooks.on_eval(eval_key(variant), res.top1_err, res.top5_err)
     result = summarize(state.history, config, net)
     if dist is not None:
-        from harness.distributed import batch_scope
+        from harness.training.ddp import batch_scope
 
         result |= {"eval_batch_size": eval_batch, "world_size": dist.world,
                    "per_gpu_batch": t["batch_size"] // dist.world,

@@ -4,7 +4,7 @@ A RUNNING job records its worker as ``HOST:KEY:PID``. KEY is a short digest of t
 boot id and this process's PID namespace, so two machines (or two containers with separate PID
 namespaces) that share a hostname never take each other's workers for their own. Only a worker
 with this machine's ``HOST:KEY`` prefix can be declared dead at once (its PID is gone); any other
-is trusted until its heartbeat goes stale (``harness.runner.STALE_AFTER_S``).
+is trusted until its heartbeat goes stale (``harness.execute.runner.STALE_AFTER_S``).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from harness.config import ModelSpec, NotAvailableError, check_available, model_spec
-from harness.counting import Counts, count
+from harness.plan.spec import ModelSpec, NotAvailableError, check_available, model_spec
+from harness.costs.counting import Counts, count
 from models.registry import INPUT_SIZE
 from suites.base import Row, Suite
 
@@ -79,8 +79,8 @@ class Deviation:
 
 @cache
 def known_deviations() -> tuple[Deviation, ...]:
-    """The entries of ``harness/known_deviations.toml``."""
-    text = resources.files("harness").joinpath("known_deviations.toml").read_text()
+    """The entries of ``harness/costs/known_deviations.toml``."""
+    text = resources.files("harness.costs").joinpath("known_deviations.toml").read_text()
     return tuple(
         Deviation(
             tuple(d["tables"]),
@@ -134,9 +134,9 @@ def code_fingerprint() -> str:
     """Hash of the model and counting code and of the torch and fvcore versions."""
     import fvcore
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256(f"{torch.__version__} {getattr(fvcore, '__version__', '')}".encode())
-    for path in sorted([*root.glob("models/**/*.py"), root / "harness" / "counting.py"]):
+    for path in sorted([*root.glob("models/**/*.py"), Path(__file__).with_name("counting.py")]):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

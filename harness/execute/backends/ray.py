@@ -3,7 +3,7 @@
 Each unfinished job becomes one Ray task that asks for its GPUs (``config["train"]["gpus"]``,
 default 1; none on a cluster without GPUs) and a CPU or two; Ray places and queues them. The
 task opens the run's database itself, claims its job exactly as a local worker does and trains
-it with :func:`harness.runner.run_claimed`, so results land in the same tables through the
+it with :func:`harness.execute.runner.run_claimed`, so results land in the same tables through the
 same owner-checked writes, never in Ray's own state.
 
 What is retried: a task whose worker process or node is lost (killed, out of memory, node
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import RunFailure, UserError
 
 if TYPE_CHECKING:
-    from harness.jobs import Job
-    from harness.runner import RunOptions
+    from harness.plan.jobs import Job
+    from harness.execute.runner import RunOptions
 
 MAX_RETRIES = 3  # tries Ray adds for a task whose worker or node was lost
 OBJECT_STORE_BYTES = 128 * 1024**2  # a local Ray's object store: tasks pass only small values
@@ -92,7 +92,8 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
-    from harness.db import RUNNING, ResultsDB
+    from harness.store.db import ResultsDB
+    from harness.store.status import JobStatus
     from harness.errors import database_failure
 
     parsed = make_url(url)
@@ -103,8 +104,8 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
         with ResultsDB(url) as db:
             if _job_row(db, config_hash) is None:
                 return "missing", db.url
-            from harness.runner import STALE_AFTER_S, attempt_info, run_claimed
-            from harness.workerid import is_dead_local, worker_name
+            from harness.execute.runner import STALE_AFTER_S, attempt_info, run_claimed
+            from harness.store.workerid import is_dead_local, worker_name
 
             worker = worker_name()
             info = attempt_info() | {"note": f"ray task, CUDA_VISIBLE_DEVICES={visible}"}
@@ -124,7 +125,7 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
                 row = _job_row(db, config_hash)
                 if row is None:
                     return "missing", db.url
-                if row["status"] != RUNNING:
+                if row["status"] != JobStatus.RUNNING:
                     return row["status"], ""
                 if not is_dead_local(row["worker"]):
                     return "held", str(row["worker"])
@@ -187,7 +188,7 @@ class _Driver:
     def __init__(self, suite: str, jobs: list[Job], url: str, opts: RunOptions) -> None:
         import ray
 
-        from harness.db import ResultsDB
+        from harness.store.db import ResultsDB
 
         self.suite, self.url, self.opts = suite, url, opts
         self.hashes = [j.config_hash for j in jobs]
@@ -222,7 +223,7 @@ class _Driver:
 
     # -------------------------------------------------------------------------- running
     def run(self) -> None:
-        from harness.progress import watch
+        from harness.execute.progress import watch
 
         try:
             for job in self.todo:
@@ -290,9 +291,9 @@ class _Driver:
 
         import pandas as pd
 
-        from harness.db import ResultsDB
-        from harness.runner import STALE_AFTER_S
-        from harness.workerid import is_dead_local
+        from harness.store.db import ResultsDB
+        from harness.execute.runner import STALE_AFTER_S
+        from harness.store.workerid import is_dead_local
 
         stale_before = (datetime.now(timezone.utc).replace(tzinfo=None)
                         - timedelta(seconds=STALE_AFTER_S))
@@ -317,8 +318,8 @@ class _Driver:
         worker has written the release, so the wait watches the database."""
         import ray
 
-        from harness.db import ResultsDB
-        from harness.workerid import is_dead_local
+        from harness.store.db import ResultsDB
+        from harness.store.workerid import is_dead_local
 
         self.held.clear()
         hashes = {job.config_hash for job in self.refs.values()}
@@ -335,8 +336,8 @@ class _Driver:
                 time.sleep(0.2)
 
     def _finish(self) -> None:
-        from harness.db import ResultsDB
-        from harness.runner import _expire_dead_local_workers
+        from harness.store.db import ResultsDB
+        from harness.execute.runner import _expire_dead_local_workers
 
         if self.db_failure is not None:
             raise RunFailure(f"a Ray worker could not write the results database: "

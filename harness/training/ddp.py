@@ -1,7 +1,7 @@
 """Data-parallel jobs: one job trained by W processes with DistributedDataParallel.
 
 A job whose config says ``train.gpus = W > 1`` is trained by W processes. The process that
-called :func:`harness.train.train` (the runner's worker, which holds the database connection
+called :func:`harness.training.loop.train` (the runner's worker, which holds the database connection
 and the hooks) is rank 0; it spawns ranks 1 … W-1 (``spawn`` start method), which run the same
 training with no hooks and never write. Backend ``nccl`` with one GPU per rank
 (``cuda:<rank>`` among the GPUs the worker sees) when CUDA is available, else ``gloo`` on the
@@ -43,9 +43,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 if TYPE_CHECKING:
-    from harness.data import Data
-    from harness.devicedata import DeviceBatches
-    from harness.train import Checkpoint, Hooks
+    from harness.training.data import Data
+    from harness.training.devicedata import DeviceBatches
+    from harness.training.loop import Checkpoint, Hooks
 
 HOST = "127.0.0.1"
 #: Collective timeout: how long a rank waits for the others (rank 0 evaluates alone while they
@@ -191,7 +191,7 @@ def launch(fn: Callable[..., Any], world: int, args: tuple[Any, ...] = (),
         finished = True
         return out
     except Exception as exc:
-        from harness.train import Diverged, Stopped
+        from harness.training.loop import Diverged, Stopped
 
         if not isinstance(exc, (Diverged, Stopped)):  # perhaps because another rank failed
             failure = _child_failure(errors, children)
@@ -343,7 +343,7 @@ def run_job(config: dict[str, Any], checkpoint: Checkpoint, hooks: Hooks) -> dic
 
 def _train_rank(d: Dist, config: dict[str, Any], checkpoint: Checkpoint,
                 hooks: Hooks | None = None) -> dict[str, Any] | None:
-    from harness.train import Diverged, Hooks, train
+    from harness.training.loop import Diverged, Hooks, train
 
     try:
         return train(config, checkpoint, hooks or Hooks(), d.device, dist=d)

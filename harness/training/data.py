@@ -236,7 +236,7 @@ class Data:
     def train_uint8(self) -> tuple[torch.Tensor, list[int]] | None:
         """The training images as one (N, H, W, 3) uint8 tensor with their labels, where the
         provider holds them so (torchvision CIFAR at 32x32), for the on-device pipeline of
-        ``harness.devicedata``; None otherwise."""
+        ``harness.training.devicedata``; None otherwise."""
         raw = getattr(self.train.base, "data", None)
         size = (self.image_size, self.image_size, 3)
         if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.shape[1:] == size:

@@ -43,7 +43,7 @@ class DeviceBatches:
     def epoch(self, epoch: int, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor,
                                                                                 torch.Tensor]]:
         """Full batches of one epoch (the last partial batch is dropped)."""
-        from harness.data import mix_seed
+        from harness.training.data import mix_seed
 
         g = torch.Generator().manual_seed(mix_seed(seed, epoch, 7))
         n = len(self)
