@@ -337,7 +337,7 @@ def db_upgrade(
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
 ) -> None:
     """Migrate a results database written by an older ba2m-bench to this one's schema."""
-    from harness.store.db import upgrade
+    from harness.store.migrations import upgrade
 
     found, now = upgrade(db)
     if found is None:

@@ -121,7 +121,7 @@ class PgServer:
             engine.dispose()
 
     def _drop_ba2m_tables(self) -> None:
-        from harness.store.db import Base
+        from harness.store.schema import Base
 
         engine = _engine(self.url)
         try:

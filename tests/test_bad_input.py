@@ -32,9 +32,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     blocker.write_text("x")
     db = root / "db.sqlite"
     with ResultsDB(str(db)) as rdb:  # a real database, with content, that must not change
-        rdb.store_paper_values([{"table": "VII", "dataset": "cifar100", "backbone": "ResNet-50",
-                                 "method": "ba2m", "setting": "inside", "metric": "err",
-                                 "value": 17.71, "inferred": False}])
+        rdb.save_model_stats("m", 25_000_000, 4_100_000_000, 4_200_000_000, "fvcore", {})
     return {"root": root, "one": root / "one-class", "empty": empty, "garbage": garbage,
             "blocker": blocker, "db": db}
 

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from harness.store.status import JobStatus
-from harness.store.db import (SCHEMA_VERSION, Attempt,
-                        DatabaseError, Job, JobSpec, Result, ResultsDB, SchemaVersionError,
-                        default_url, upgrade)
+from harness.store.connect import DatabaseError, SchemaVersionError, default_url
+from harness.store.db import JobSpec, ResultsDB
+from harness.store.migrations import upgrade
+from harness.store.schema import SCHEMA_VERSION, Attempt, Job, Result
 
 RESULT = {"best_top1_err": 30.0, "best_top5_err": 10.0, "best_epoch": 2, "last_top1_err": 31.0,
           "last_top5_err": 11.0, "epochs": 3, "eval_mode": "batch", "eval_batch_size": 64}
@@ -257,7 +258,6 @@ def test_content_hash_and_stats(db: ResultsDB) -> None:
     empty = db.content_hash()
     assert db.content_hash() == empty
     assert db.results_frame().empty and "best_top1_err" in db.results_frame().columns
-    assert db.paper_frame().empty and "inferred" in db.paper_frame().columns
     db.add_jobs(specs(2), "s")
     filled = db.content_hash()
     assert filled != empty and db.content_hash() == filled
@@ -269,12 +269,6 @@ def test_content_hash_and_stats(db: ResultsDB) -> None:
                         {"aten::foo": 3})
     assert db.model_stats("m")["params"] == 25_000_001
     assert db.model_stats("m")["uncounted"] == {"aten::foo": 3}
-    row = {"table": "table2", "dataset": "CIFAR-10", "backbone": "ResNet-50",
-           "method": "BA2M", "setting": "", "metric": "top1_err", "value": 4.2}
-    db.store_paper_values([row, {**row, "method": "SE", "value": 5.0}])
-    db.store_paper_values([{**row, "value": 4.1, "inferred": True}])
-    paper = db.paper_frame().set_index("method")
-    assert len(paper) == 2 and paper.loc["BA2M", "value"] == 4.1 and paper.loc["BA2M", "inferred"]
     assert db.content_hash() != filled
 
 
@@ -297,6 +291,7 @@ def test_a_version_1_database_is_refused_then_upgraded_in_place(tmp_path: Path) 
     con = sqlite3.connect(path)  # what version 1 wrote: no diagnostics column
     con.execute("PRAGMA journal_mode=DELETE")
     con.execute("ALTER TABLE epochs DROP COLUMN diagnostics")
+    con.execute("CREATE TABLE paper_values (id INTEGER PRIMARY KEY, value FLOAT)")  # until v2
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -306,8 +301,49 @@ def test_a_version_1_database_is_refused_then_upgraded_in_place(tmp_path: Path) 
     assert path.read_bytes() == before
     assert upgrade(str(path)) == ("1", str(SCHEMA_VERSION))
     assert upgrade(str(path)) == (str(SCHEMA_VERSION), str(SCHEMA_VERSION))  # idempotent
+    con = sqlite3.connect(path)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    con.close()
+    assert "paper_values" not in tables and "epochs" in tables
     with ResultsDB(str(path)) as rdb:
         frame = rdb.epochs_frame(job.job_id)
         assert frame.top1_err.tolist() == [60.0] and frame.diagnostics[0] is None
         rdb.record_epoch(job.job_id, 2, diagnostics={"m": {"max_share_mean": 0.1}})
         assert rdb.epochs_frame(job.job_id).diagnostics[1] == {"m": {"max_share_mean": 0.1}}
+
+
+def test_one_job_by_hash_and_counts_of_some_jobs(db: ResultsDB) -> None:
+    db.add_jobs(specs(3), "s")
+    first, *rest = [sp.config_hash for sp in specs(3)]
+    assert db.job("nope") is None
+    row = db.job(first)
+    assert row["status"] == JobStatus.PENDING and row["config"] == specs(3)[0].config
+    claimed = db.claim([first], "w", 60)
+    assert db.job(first)["worker"] == "w" and claimed is not None
+    counts = db.status_counts(hashes=rest)
+    assert counts[JobStatus.PENDING] == 2 and counts[JobStatus.RUNNING] == 0
+    assert set(counts) == set(JobStatus)
+    assert db.status_counts("s")[JobStatus.RUNNING] == 1
+
+
+def test_a_read_only_open_neither_writes_nor_waits_for_the_write_lock(tmp_path: Path) -> None:
+    missing = tmp_path / "none" / "x.sqlite"
+    with ResultsDB(str(missing), read_only=True) as rdb:  # reads as empty, creates nothing
+        assert rdb.jobs_frame().empty and sum(rdb.status_counts().values()) == 0
+    assert not missing.parent.exists()
+    path = tmp_path / "x.sqlite"
+    with ResultsDB(str(path)) as rdb:
+        rdb.add_jobs(specs(2), "s")
+    before = path.read_bytes()
+    writer = sqlite3.connect(path, timeout=0.1)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with ResultsDB(str(path), read_only=True) as rdb:
+            assert rdb.status_counts("s")[JobStatus.PENDING] == 2
+            assert len(rdb.jobs_frame("s")) == 2
+            with pytest.raises(RuntimeError, match="read-only"):
+                rdb.add_jobs(specs(1), "t")
+    finally:
+        writer.rollback()
+        writer.close()
+    assert path.read_bytes() == before

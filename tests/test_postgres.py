@@ -18,8 +18,9 @@ from sqlalchemy import create_engine, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 
 from harness.store.status import JobStatus
-from harness.store.db import (SCHEMA_VERSION, Attempt, Base,
-                        DatabaseError, Epoch, Meta, Result, ResultsDB, SchemaVersionError)
+from harness.store.connect import DatabaseError, SchemaVersionError
+from harness.store.db import ResultsDB
+from harness.store.schema import SCHEMA_VERSION, Attempt, Base, Epoch, Meta, Result
 from tests import test_db as sqlite_suite
 from tests.pg import _free_port, pg_server, pg_url  # noqa: F401  (pytest fixtures)
 
@@ -88,13 +89,14 @@ def test_round_trip(pg_url: str) -> None:
         assert abs(jobs.loc["h000", "heartbeat"] - utc_now) < timedelta(minutes=5)
         db.save_model_stats("m", 25_557_032, 4_110_000_000, 2**40, "fvcore", {"aten::x": 1})
         assert db.model_stats("m")["fvcore_total"] == 2**40  # BIGINT
-        db.store_paper_values([{"table": "table7", "backbone": "ResNet-50", "method": "BA2M",
-                                "metric": "top1_err", "value": 22.1, "inferred": True}])
-        assert db.paper_frame().inferred.tolist() == [True]
         filled = db.content_hash()
         assert filled == db.content_hash() and filled != added
     with ResultsDB(pg_url) as db:  # reopened: same content, same hash
         assert db.content_hash() == filled
+    with ResultsDB(pg_url, read_only=True) as db:  # a READ ONLY transaction reads the same
+        assert db.content_hash() == filled and db.job("h000")["status"] == JobStatus.COMPLETED
+        with pytest.raises(RuntimeError, match="read-only"):
+            db.add_jobs(specs(1), "t")
 
 
 # ------------------------------------------------------------------------ concurrency

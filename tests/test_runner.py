@@ -33,7 +33,6 @@ def test_smoke_suite_end_to_end(tmp_path: Path) -> None:
         assert {o["position"] for o in opts} == {"inside", "between"}
         att = db.attempts_frame()
         assert (att["exit_reason"] == "completed").all() and att["git_commit"].str.len().gt(6).all()
-        assert len(db.paper_frame()) == 4
         # a second run finds nothing to do and duplicates nothing
         before = db.content_hash()
     again = run_suite("table7", _opts(tmp_path))

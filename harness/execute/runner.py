@@ -202,9 +202,6 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
     with ResultsDB(opts.db_url) as db:
         db.add_jobs([JobSpec(j.config_hash, j.group_hash, j.label, j.seed, j.config)
                      for j in jobs], suite=name)
-        from suites.paper import paper_values
-
-        db.store_paper_values(paper_values(name))
         hashes = [j.config_hash for j in jobs]
         _expire_dead_local_workers(db, hashes)
         if opts.retry_failed:  # once, here: a job failing again in this run stays FAILED
@@ -344,7 +341,9 @@ def run_claimed(db: ResultsDB, job: ClaimedJob, opts: dict[str, Any],
     """Train one claimed job and record how it ended. ``parent`` is the pid of the runner the
     worker must not outlive, or None where something else supervises the worker (Ray)."""
     from harness.plan.spec import NotAvailableError
-    from harness.training.loop import Diverged, Hooks, Stopped, checkpoint_for, train
+    from harness.training.checkpoints import checkpoint_for
+    from harness.training.ddp import train_data_parallel, world_size
+    from harness.training.loop import Diverged, Hooks, Stopped, train
 
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(db, job, stop, parent), daemon=True)
@@ -357,7 +356,9 @@ def run_claimed(db: ResultsDB, job: ClaimedJob, opts: dict[str, Any],
     )
     config = runtime_config(job.config, opts["data_root"], opts["download"], opts["compile"])
     try:
-        result = train(config, checkpoint_for(job.config, opts["results_dir"]), hooks)
+        checkpoint = checkpoint_for(job.config, opts["results_dir"])
+        result = (train_data_parallel(config, checkpoint, hooks) if world_size(config) > 1
+                  else train(config, checkpoint, hooks))
         db.complete(job.job_id, job.attempt_id, result)
     except Diverged as exc:
         db.fail(job.job_id, job.attempt_id, str(exc))
