@@ -8,7 +8,8 @@ printed. Paper values are transcribed exactly as printed; a cell printed as "-" 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 #: Metric names used for paper values and results.
 METRICS = (
@@ -84,9 +85,51 @@ class Row:
         return " / ".join(parts)
 
 
+class FigureKind(StrEnum):
+    """The suite-specific figures a report can draw (``harness/report/figures.py``); the
+    value is the figure's file-name suffix (``table8-reduction.png``)."""
+
+    BATCH_SIZE = "batch-size"  # error vs the training batch size N, rows "N=..."
+    REDUCTION = "reduction"  # error and params vs the reduction ratio, rows "R=..."
+    BARS = "bars"  # paper vs ours, mean ± std bars, one per row
+    TEST_BATCH = "test-batch"  # error vs the test batch size, with the stored audit
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperPoint:
+    """A value the paper prints elsewhere, drawn as a reference on a figure."""
+
+    x: float
+    value: float
+    label: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FigureSpec:
+    """A figure a suite asks its report to draw.
+
+    ``caption`` and ``title`` follow the table's short name ("Table VIII: ..."); ``xlabel``
+    labels the bars of :attr:`FigureKind.BARS`; ``reference`` is drawn on
+    :attr:`FigureKind.BATCH_SIZE`.
+    """
+
+    kind: FigureKind
+    caption: str
+    title: str
+    xlabel: str = ""
+    reference: PaperPoint | None = None
+
+
 @dataclass(frozen=True)
 class Suite:
-    """One paper table or figure."""
+    """One paper table or figure.
+
+    ``statistic`` is the headline statistic over seeds: "median" (the paper's median of five
+    runs) or "mean" (tables printed as mean error and std). ``figures`` are the figures drawn
+    for it beyond those every table with results gets (paper vs ours scatter, training
+    curves). ``audit``: the report asks for the test-batch-size audit (``ba2m-bench audit``)
+    when none is stored.
+    """
 
     name: str  # CLI name: "table5", "fig5", "infer-batch"
     table: str  # the paper's numbering: "V", "Fig. 5", "III-D"
@@ -99,3 +142,6 @@ class Suite:
     recipe: Recipe | None
     seeds: int = 5
     notes: str = ""
+    statistic: Literal["median", "mean"] = "median"
+    figures: tuple[FigureSpec, ...] = ()
+    audit: bool = False

@@ -1,6 +1,6 @@
 """§III-D: BA²M's top-1 error at test batch sizes 1 to 256 (ResNet-50, ImageNet-1K)."""
 
-from suites.base import Row, Suite
+from suites.base import FigureKind, FigureSpec, Row, Suite
 from suites.recipes import IMAGENET_BAM
 
 #: The test batch sizes of §III-D.
@@ -24,6 +24,10 @@ SUITE = Suite(
     metrics=("top1_err",),
     recipe=IMAGENET_BAM,
     rows=tuple(_test_batch(b) for b in TEST_BATCH_SIZES),
+    figures=(FigureSpec(kind=FigureKind.TEST_BATCH,
+                        caption="top-1 error vs test batch size",
+                        title="top-1 error vs test batch size (ResNet-50 + BA²M)"),),
+    audit=True,
     notes="From the text of §III-D, not a table: 'we activate the BA²M in the ResNet50 on the "
     "ImageNet. The size of test batch is {1,2,4,8,16,32,64,128,256}. All the results are "
     "21.63%.' (= Table V's ResNet-50 + BA²M top-1). The same paragraph then says 'we "
