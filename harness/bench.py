@@ -34,7 +34,7 @@ from torchvision import transforms
 
 from harness.training.devicedata import DeviceBatches
 from harness.paths import inside
-from harness.training.loop import Hooks, _autocast, _train_epoch
+from harness.training.loop import Hooks, autocast, train_epoch
 from models import build_model
 from models.registry import INPUT_SIZE
 
@@ -117,7 +117,7 @@ def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     amp = device.type == "cuda"
 
     def step() -> None:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,13 +268,13 @@ def bench_loop(res: BenchResult, device: torch.device, steps: int = 8) -> None:
     amp = device.type == "cuda"
 
     def harness() -> None:
-        _train_epoch(model, opt, None, 0, config, device, amp, Hooks(), data)  # type: ignore[arg-type]
+        train_epoch(model, opt, None, 0, config, device, amp, Hooks(), data)  # type: ignore[arg-type]
 
     def reference() -> None:
         for x, y in data.epoch(0, res.batch, 0):
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -352,10 +352,10 @@ def bench_gpu_epoch(res: BenchResult, device: torch.device) -> None:
         model = _model("resnet50", "cifar", 100, device, **kw)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         config = {"train": {"batch_size": batch}, "seed": 0}
-        _train_epoch(model, opt, None, 0, config, device, True, Hooks(), data)  # type: ignore[arg-type]
+        train_epoch(model, opt, None, 0, config, device, True, Hooks(), data)  # type: ignore[arg-type]
         _sync(device)
         t0 = time.perf_counter()
-        _train_epoch(model, opt, None, 1, config, device, True, Hooks(), data)  # type: ignore[arg-type]
+        train_epoch(model, opt, None, 1, config, device, True, Hooks(), data)  # type: ignore[arg-type]
         _sync(device)
         epoch_s[name] = time.perf_counter() - t0
     suite = suites.get("table1")

@@ -23,11 +23,12 @@ import torch.distributed as tdist
 
 from harness.execute import runner
 from harness.store.db import ResultsDB
-from harness.training.ddp import Dist, launch, shard_loader
+from harness.training.ddp import Dist, launch, shard_loader, train_data_parallel
 from harness.errors import UserError
 from harness.plan.jobs import PROFILES, Overrides, expand
 from harness.training.loop import Checkpoint, Diverged, Hooks, Stopped, open_job_data, train
 from models.ba2m import BA2M
+from models.protocols import BatchAware
 from tests.conftest import wait_for_first_epoch
 import suites
 
@@ -184,7 +185,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for key, scope, gpus in [("one", "local", 1), ("local", "local", 2), ("global", "global", 2)]:
         rec = _Recorder()
         tmp = tmp_path_factory.mktemp(key)
-        result = train(_config(scope, gpus), Checkpoint(tmp / "c.pt"), rec.hooks())
+        run = train_data_parallel if gpus > 1 else train
+        result = run(_config(scope, gpus), Checkpoint(tmp / "c.pt"), rec.hooks())
         out[key] = {"result": result, "epochs": rec.epochs, "checkpoint": tmp / "c.pt"}
     assert not _spawned_children()
     return out
@@ -231,13 +233,13 @@ def test_two_process_job_stops_cleanly_then_resumes_to_the_same_numbers(
     loads rank 0's checkpoint on both ranks and ends with the uninterrupted run's numbers."""
     rec = _Recorder(stop_after=1)
     with pytest.raises(Stopped, match="stopped after epoch 1"):
-        train(_config("local"), Checkpoint(tmp_path / "c.pt"), rec.hooks())
+        train_data_parallel(_config("local"), Checkpoint(tmp_path / "c.pt"), rec.hooks())
     assert not tdist.is_initialized() and not _spawned_children()
     resumed: list[tuple[int, str]] = []
     rec = _Recorder()
     hooks = rec.hooks()
     hooks.on_resume = lambda e, note: resumed.append((e, note))
-    result = train(_config("local"), Checkpoint(tmp_path / "c.pt"), hooks)
+    result = train_data_parallel(_config("local"), Checkpoint(tmp_path / "c.pt"), hooks)
     assert resumed == [(1, "resumed from checkpoint after epoch 1")]
     straight = runs["local"]["epochs"]
     assert len(rec.epochs) == 3  # epoch 1 replayed from the checkpoint, then 2 and 3
@@ -250,9 +252,23 @@ def test_two_process_job_stops_cleanly_then_resumes_to_the_same_numbers(
 
 def test_divergence_on_any_rank_stops_every_rank(tmp_path: Path) -> None:
     with pytest.raises(Diverged, match="diverged at epoch 1"):
-        train(_config("local", lr=1e12, epochs=1), Checkpoint(tmp_path / "c.pt"))
+        train_data_parallel(_config("local", lr=1e12, epochs=1), Checkpoint(tmp_path / "c.pt"))
     assert not (tmp_path / "c.pt").exists()  # nothing saved from a diverged epoch
     assert not tdist.is_initialized() and not _spawned_children()
+
+
+def test_the_loop_alone_refuses_a_data_parallel_job(tmp_path: Path) -> None:
+    """train() never starts processes: a W > 1 job goes through train_data_parallel."""
+    with pytest.raises(ValueError, match="asks for 2 data-parallel processes"):
+        train(_config("local"), Checkpoint(tmp_path / "c.pt"))
+    assert not (tmp_path / "c.pt").exists() and not _spawned_children()
+
+
+def test_ba2m_is_batch_aware() -> None:
+    """What the loop and ddp record of BA²M (eval mode, batch scope) they find through
+    models.protocols.BatchAware, not by its class."""
+    assert isinstance(_module("global-none"), BatchAware)
+    assert not isinstance(torch.nn.Conv2d(1, 1, 1), BatchAware)
 
 
 # ------------------------------------------------------------------------- configs, slots

@@ -1,9 +1,10 @@
 """Data-parallel jobs: one job trained by W processes with DistributedDataParallel.
 
-A job whose config says ``train.gpus = W > 1`` is trained by W processes. The process that
-called :func:`harness.training.loop.train` (the runner's worker, which holds the database connection
-and the hooks) is rank 0; it spawns ranks 1 … W-1 (``spawn`` start method), which run the same
-training with no hooks and never write. Backend ``nccl`` with one GPU per rank
+A job whose config says ``train.gpus = W > 1`` (:func:`world_size`) is trained by W processes
+(:func:`train_data_parallel`). The process that calls it (the runner's worker, which holds the
+database connection and the hooks) is rank 0; it spawns ranks 1 … W-1 (``spawn`` start
+method). Every rank runs :func:`harness.training.loop.train` with its :class:`Dist` (the
+loop's ``ParallelContext``); ranks 1 … W-1 get no hooks and never write. Backend ``nccl`` with one GPU per rank
 (``cuda:<rank>`` among the GPUs the worker sees) when CUDA is available, else ``gloo`` on the
 CPU, rendezvous on a free local TCP port (127.0.0.1).
 
@@ -42,10 +43,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from harness.training.checkpoints import Checkpoint
+from harness.training.loop import Diverged, Hooks, Stopped, train
+from harness.training.parallel import world_size
+from models.protocols import BatchAware
+
 if TYPE_CHECKING:
     from harness.training.data import Data
     from harness.training.devicedata import DeviceBatches
-    from harness.training.loop import Checkpoint, Hooks
 
 HOST = "127.0.0.1"
 #: Collective timeout: how long a rank waits for the others (rank 0 evaluates alone while they
@@ -53,11 +58,6 @@ HOST = "127.0.0.1"
 TIMEOUT_S = float(os.environ.get("BA2M_DDP_TIMEOUT_S", 1800))
 START_TIMEOUT_S = float(os.environ.get("BA2M_DDP_START_TIMEOUT_S", 600))
 JOIN_S = 60.0  # how long a finished rank 0 waits for the others to exit before terminating them
-
-
-def world_size(config: dict[str, Any]) -> int:
-    """Processes a job config asks for (``train.gpus``, absent = 1)."""
-    return int(config["train"].get("gpus", 1))
 
 
 def per_rank_batch(batch_size: int, world: int) -> int:
@@ -70,7 +70,8 @@ def per_rank_batch(batch_size: int, world: int) -> int:
 
 @dataclass
 class Dist:
-    """This process's place in a data-parallel job."""
+    """This process's place in a data-parallel job (a ``harness.training.parallel``
+    ``ParallelContext``)."""
 
     rank: int
     world: int
@@ -114,6 +115,22 @@ class Dist:
                                  self.rank, self.world):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    # ------------------------------------------------------------------ evaluation, results
+    def eval_batch_size(self, config: dict[str, Any], net: nn.Module) -> int:
+        """The batch of rank 0's per-epoch evaluation: the one BA²M's softmax saw in
+        training. ``eval_batch_size`` is a global batch like ``batch_size``: split over the
+        ranks for the local scope (what a data-parallel evaluation computes), whole for the
+        global scope."""
+        size = config["train"]["eval_batch_size"]
+        return size if batch_scope(net) == "global" else max(1, size // self.world)
+
+    def result_extras(self, config: dict[str, Any], net: nn.Module) -> dict[str, Any]:
+        """``eval_batch_size`` (the one used), ``world_size``, ``per_gpu_batch`` and
+        ``batch_scope``, for rank 0's result."""
+        return {"eval_batch_size": self.eval_batch_size(config, net), "world_size": self.world,
+                "per_gpu_batch": config["train"]["batch_size"] // self.world,
+                "batch_scope": batch_scope(net)}
+
 
 def shard_loader(loader: DataLoader, rank: int, world: int) -> DataLoader:
     """``loader`` (full batches over a list of indices, last partial batch dropped) cut into
@@ -130,19 +147,10 @@ def shard_loader(loader: DataLoader, rank: int, world: int) -> DataLoader:
 
 
 def batch_scope(net: nn.Module) -> str:
-    """The BA²M softmax scope of ``net``'s modules ("local", "global", both, or "n/a")."""
-    from models.ba2m import BA2M
-
-    return ",".join(sorted({m.batch_scope for m in net.modules() if isinstance(m, BA2M)})) \
-        or "n/a"
-
-
-def eval_batch_size(config: dict[str, Any], net: nn.Module, world: int) -> int:
-    """The batch of rank 0's per-epoch evaluation: the one BA²M's softmax saw in training.
-    ``eval_batch_size`` is a global batch like ``batch_size``: split over the ranks for the
-    local scope (what a data-parallel evaluation computes), whole for the global scope."""
-    size = config["train"]["eval_batch_size"]
-    return size if batch_scope(net) == "global" else max(1, size // world)
+    """The batch scope of ``net``'s batch-aware modules (BA²M's softmax: "local", "global",
+    both, or "n/a")."""
+    return ",".join(sorted({m.batch_scope for m in net.modules()
+                            if isinstance(m, BatchAware)})) or "n/a"
 
 
 # ---------------------------------------------------------------------------------- launch
@@ -191,8 +199,6 @@ def launch(fn: Callable[..., Any], world: int, args: tuple[Any, ...] = (),
         finished = True
         return out
     except Exception as exc:
-        from harness.training.loop import Diverged, Stopped
-
         if not isinstance(exc, (Diverged, Stopped)):  # perhaps because another rank failed
             failure = _child_failure(errors, children)
             if failure == INTERRUPTED:  # Ctrl-C reached the other ranks first
@@ -333,7 +339,8 @@ def _exit_with_parent(parent: int) -> None:
 
 
 # ------------------------------------------------------------------------- training jobs
-def run_job(config: dict[str, Any], checkpoint: Checkpoint, hooks: Hooks) -> dict[str, Any]:
+def train_data_parallel(config: dict[str, Any], checkpoint: Checkpoint,
+                        hooks: Hooks = Hooks()) -> dict[str, Any]:
     """Train ``config`` on ``train.gpus`` processes; this process is rank 0 and gets the
     hooks. Returns rank 0's result (with ``world_size``, ``batch_scope``, ``per_gpu_batch``)."""
     world = world_size(config)
@@ -343,10 +350,8 @@ def run_job(config: dict[str, Any], checkpoint: Checkpoint, hooks: Hooks) -> dic
 
 def _train_rank(d: Dist, config: dict[str, Any], checkpoint: Checkpoint,
                 hooks: Hooks | None = None) -> dict[str, Any] | None:
-    from harness.training.loop import Diverged, Hooks, train
-
     try:
-        return train(config, checkpoint, hooks or Hooks(), d.device, dist=d)
+        return train(config, checkpoint, hooks or Hooks(), d.device, parallel=d)
     except Diverged:
         if d.rank == 0:
             raise

@@ -1,37 +1,36 @@
-"""Training and evaluation of one job, resumable from its last checkpoint.
+"""Training and evaluation of one job in this process, resumable from its last checkpoint.
 
 The loop knows nothing of the database: it reports through :class:`Hooks`, which the runner
-backs with the results database. Every epoch ends with an atomic checkpoint (temp file +
-rename, with a SHA-256 sidecar) holding model, optimizer, scheduler, scaler and RNG states;
-checkpoints are loaded with ``weights_only=True``.
+backs with the results database. Every epoch ends with a checkpoint
+(:mod:`harness.training.checkpoints`) holding model, optimizer, scheduler and RNG states.
+Nor does it know of process groups: one process of a data-parallel job passes its
+:class:`~harness.training.parallel.ParallelContext` (``harness.training.ddp`` starts the
+processes), and what the network records (eval modes, diagnostics) it learns through the
+protocols of :mod:`models.protocols`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plan.spec import ModelSpec, stable_hash
-from harness.training.data import Data, DataSpec, open_data
+from harness.training.checkpoints import Checkpoint
+# importable from here too, where callers looked for them before checkpoints.py existed
+from harness.training.checkpoints import checkpoint_for, load_trained  # noqa: F401
+from harness.training.data import Data
 from harness.training.devicedata import DeviceBatches
-from harness.paths import inside
-from models.ba2m import BA2M
+from harness.training.job import build_job_model, open_job_data
+from harness.training.parallel import ParallelContext, world_size
 from models.modes import eval_mode
-
-if TYPE_CHECKING:
-    from harness.training.ddp import Dist
+from models.protocols import BatchAware, ReportsDiagnostics
 
 
 class Diverged(RuntimeError):
@@ -40,10 +39,6 @@ class Diverged(RuntimeError):
 
 class Stopped(RuntimeError):
     """Training was asked to stop (interrupt, or the job was reclaimed elsewhere)."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written (disk full, permissions, a file in the way)."""
 
 
 @dataclass
@@ -62,71 +57,6 @@ class EvalResult:
     top1_err: float
     top5_err: float
     images: int
-
-
-@dataclass
-class Checkpoint:
-    """Where a job's checkpoint lives."""
-
-    path: Path
-
-    @property
-    def sidecar(self) -> Path:
-        return self.path.with_suffix(".sha256")
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Write atomically: a crash leaves the old checkpoint or the new one, never half.
-        Raises :class:`CheckpointError` (one line naming the file and the fix) on OS errors."""
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        side_tmp = self.sidecar.with_suffix(f".tmp{os.getpid()}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:  # a Python file, so that OS errors keep their errno
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            digest = _sha256(tmp)
-            os.replace(tmp, self.path)
-            side_tmp.write_text(digest)
-            os.replace(side_tmp, self.sidecar)
-        except (OSError, RuntimeError) as exc:
-            cause = _os_error(exc)
-            if cause is None:
-                raise
-            for leftover in (tmp, side_tmp):
-                with contextlib.suppress(OSError):
-                    leftover.unlink(missing_ok=True)
-            raise CheckpointError(
-                f"cannot write checkpoint {self.path}: "
-                f"{cause.strerror or cause}; free disk space or fix the folder's permissions, "
-                "then re-run with --retry-failed") from exc
-
-    def load(self) -> tuple[dict[str, Any] | None, str]:
-        """(state, note): state is None when absent or unusable; the note says why."""
-        if not self.path.exists():
-            return None, ""
-        if self.sidecar.exists() and self.sidecar.read_text().strip() != _sha256(self.path):
-            return None, f"checkpoint {self.path.name} failed its checksum; restarted from scratch"
-        try:
-            return torch.load(self.path, map_location="cpu", weights_only=True), ""
-        except Exception as exc:  # noqa: BLE001 - any unreadable file means: start again
-            reason = str(exc).splitlines()[0][:200]
-            return None, f"checkpoint {self.path.name} unreadable ({reason}); restarted from scratch"
-
-
-def _os_error(exc: BaseException | None) -> OSError | None:
-    """The OSError behind ``exc`` (torch.save reports a failed write as a RuntimeError)."""
-    while exc is not None and not isinstance(exc, OSError):
-        exc = exc.__cause__ or exc.__context__
-    return exc
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def seed_everything(seed: int) -> None:
@@ -159,37 +89,6 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, list) else x
 
 
-def open_job_data(config: dict[str, Any]) -> Data:
-    """The job's data, from its (runtime) config."""
-    d = config["data"]
-    return open_data(
-        DataSpec(
-            name=d["provider"],
-            data_root=d.get("data_root"),
-            download=d.get("download", False),
-            image_size=d.get("image_size"),
-            num_classes=d.get("num_classes"),
-            train_size=d.get("train_size"),
-            val_size=d.get("val_size"),
-            workers=d.get("workers", 0),
-        )
-    )
-
-
-def build_job_model(config: dict[str, Any], num_classes: int) -> nn.Module:
-    m = config["model"]
-    return ModelSpec(m["arch"], m["form"], m["num_classes"] or num_classes, m["attention"],
-                     m["options"]).build()
-
-
-def checkpoint_for(config: dict[str, Any], results_dir: str | Path) -> Checkpoint:
-    """A job's checkpoint: ``results/checkpoints/<config hash>.pt``."""
-    stored = {k: v for k, v in config.items() if k not in ("data", "runtime")} | {
-        "data": {k: v for k, v in config["data"].items() if k not in ("data_root", "download")}
-    }
-    return Checkpoint(inside(results_dir, "checkpoints", f"{stable_hash(stored)}.pt"))
-
-
 def evaluate(model: nn.Module, loader: Any, device: torch.device, amp: bool) -> EvalResult:
     """Mean loss, top-1 and top-5 error (%) over ``loader``.
 
@@ -208,7 +107,7 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, amp: bool) -> 
             scored = len(y)
             if full and scored < full:
                 x = torch.cat([x, complete_batch(first, full - scored)])
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 out = model(x)[:scored]
             loss += F.cross_entropy(out.float(), y, reduction="sum").item()
             k = min(5, out.shape[1])
@@ -234,7 +133,8 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
+def autocast(device: torch.device, amp: bool) -> Any:
+    """bf16 autocast on a GPU when ``amp``; a no-op context otherwise."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
@@ -249,17 +149,17 @@ def train(
     checkpoint: Checkpoint,
     hooks: Hooks = Hooks(),
     device: torch.device | None = None,
-    dist: Dist | None = None,
+    parallel: ParallelContext | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` to its last epoch (resuming if a checkpoint exists); return results.
 
-    A config with ``train.gpus`` W > 1 is trained by W data-parallel processes, this one
-    being rank 0 (``harness.training.ddp``, which calls back here with ``dist`` set on every
-    rank). Ranks other than 0 neither evaluate, checkpoint nor return results."""
-    if dist is None and config["train"].get("gpus", 1) > 1:
-        from harness.training.ddp import run_job
-
-        return run_job(config, checkpoint, hooks)
+    One process. A config with ``train.gpus`` W > 1 is trained by W data-parallel processes
+    (``harness.training.ddp.train_data_parallel``), each calling this with its ``parallel``
+    context; without one such a config is refused. Ranks other than 0 neither evaluate,
+    checkpoint nor return results (they return ``{}``)."""
+    if parallel is None and world_size(config) > 1:
+        raise ValueError(f"this job asks for {world_size(config)} data-parallel processes; "
+                         "train it with harness.training.ddp.train_data_parallel")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = device.type == "cuda"
     t = config["train"]
@@ -270,7 +170,7 @@ def train(
         net = net.to(memory_format=torch.channels_last)
     # torch.compile is opt-in (--compile) until shown correct and faster on the target card
     compile_model = config.get("runtime", {}).get("compile")
-    model = torch.compile(net) if compile_model and dist is None else net
+    model = torch.compile(net) if compile_model and parallel is None else net
     opt = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"],
                           weight_decay=t["weight_decay"], nesterov=t["nesterov"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, t["milestones"], t["gamma"])
@@ -283,8 +183,8 @@ def train(
         _set_rng_state(saved["rng"])
         state = TrainState(saved["epoch"], list(saved["history"]))
         note = f"resumed from checkpoint after epoch {state.epoch}"
-    if dist is not None:  # every rank loaded rank 0's checkpoint (or none) above
-        model = dist.wrap(net)
+    if parallel is not None:  # every rank loaded rank 0's checkpoint (or none) above
+        model = parallel.wrap(net)
         model = torch.compile(model) if compile_model else model
     if note:
         hooks.on_resume(state.epoch, note)
@@ -298,15 +198,13 @@ def train(
         torch.backends.cudnn.benchmark = True
     # data parallel: rank 0 evaluates the bare network alone, at the batch BA²M's softmax saw
     eval_model, eval_batch = model, t["eval_batch_size"]
-    if dist is not None:
-        from harness.training.ddp import eval_batch_size
-
-        eval_model, eval_batch = net, eval_batch_size(config, net, dist.world)
+    if parallel is not None:
+        eval_model, eval_batch = net, parallel.eval_batch_size(config, net)
     for epoch in range(state.epoch, t["epochs"]):
-        metrics = _train_epoch(model, opt, data, epoch, config, device, amp, hooks, device_data,
-                               dist)
+        metrics = train_epoch(model, opt, data, epoch, config, device, amp, hooks, device_data,
+                              parallel)
         sched.step()
-        if dist is not None and dist.rank:
+        if parallel is not None and parallel.rank:
             continue
         val = evaluate(eval_model, data.val_loader(eval_batch), device, amp)
         metrics |= {"val_loss": val.loss, "top1_err": val.top1_err, "top5_err": val.top5_err}
@@ -322,7 +220,7 @@ def train(
         if hooks.should_stop() and state.epoch < t["epochs"]:
             raise Stopped(f"stopped after epoch {state.epoch}")
 
-    if dist is not None and dist.rank:
+    if parallel is not None and parallel.rank:
         return {}
     for variant in config.get("evals", []):
         loader = data.val_loader(variant.get("batch_size", eval_batch),
@@ -331,20 +229,9 @@ def train(
             res = evaluate(eval_model, loader, device, amp)
         hooks.on_eval(eval_key(variant), res.top1_err, res.top5_err)
     result = summarize(state.history, config, net)
-    if dist is not None:
-        from harness.training.ddp import batch_scope
-
-        result |= {"eval_batch_size": eval_batch, "world_size": dist.world,
-                   "per_gpu_batch": t["batch_size"] // dist.world,
-                   "batch_scope": batch_scope(net)}
+    if parallel is not None:
+        result |= parallel.result_extras(config, net)
     return result
-
-
-@runtime_checkable
-class ReportsDiagnostics(Protocol):
-    """A module that reports training statistics per epoch (BA²M: its weight shares)."""
-
-    def diagnostics(self) -> dict[str, float]: ...
 
 
 def model_diagnostics(net: nn.Module) -> dict[str, dict[str, float]]:
@@ -382,10 +269,10 @@ def device_pipeline(data: Data, config: dict[str, Any], device: torch.device) ->
     return DeviceBatches(raw[0], raw[1], data.mean, data.std, device)
 
 
-def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch: int,
-                 config: dict[str, Any], device: torch.device, amp: bool,
-                 hooks: Hooks, device_data: DeviceBatches | None = None,
-                 dist: Dist | None = None) -> dict[str, float]:
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch: int,
+                config: dict[str, Any], device: torch.device, amp: bool,
+                hooks: Hooks, device_data: DeviceBatches | None = None,
+                parallel: ParallelContext | None = None) -> dict[str, float]:
     """One epoch; sums stay on the device, so the loop waits for it only every CHECK_EVERY.
     Data parallel: this rank's shard of each batch; the finite check and sums span the ranks."""
     model.train()
@@ -394,12 +281,12 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch
     n = 0
     lr = opt.param_groups[0]["lr"]
     start = time.perf_counter()
-    source = (batches(data, config, epoch, device, device_data) if dist is None
-              else dist.batches(data, config, epoch, device, device_data))
+    source = (batches(data, config, epoch, device, device_data) if parallel is None
+              else parallel.batches(data, config, epoch, device, device_data))
     for step, (x, y) in enumerate(source, 1):
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = model(x)
             loss = F.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -408,21 +295,21 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Data, epoch
         loss_sum += loss.detach() * len(y)
         wrong += (out.detach().argmax(1) != y).sum()
         n += len(y)
-        if step % CHECK_EVERY == 0 and not _finite(loss_sum, dist):
+        if step % CHECK_EVERY == 0 and not _finite(loss_sum, parallel):
             raise Diverged(f"diverged at epoch {epoch + 1}")
         if hooks.should_stop():
             raise Stopped(f"stopped during epoch {epoch + 1}")
-    if not _finite(loss_sum, dist):
+    if not _finite(loss_sum, parallel):
         raise Diverged(f"diverged at epoch {epoch + 1}")
-    if dist is not None:
-        loss_sum, wrong, n = dist.sum(loss_sum, wrong, n)
+    if parallel is not None:
+        loss_sum, wrong, n = parallel.sum(loss_sum, wrong, n)
     seconds = time.perf_counter() - start
     return {"train_loss": loss_sum.item() / max(n, 1), "train_err": 100 * wrong.item() / max(n, 1),
             "lr": lr, "images_per_s": n / seconds if seconds else 0.0, "seconds": seconds}
 
 
-def _finite(x: torch.Tensor, dist: Dist | None) -> bool:
-    return bool(torch.isfinite(x)) if dist is None else dist.all_finite(x)
+def _finite(x: torch.Tensor, parallel: ParallelContext | None) -> bool:
+    return bool(torch.isfinite(x)) if parallel is None else parallel.all_finite(x)
 
 
 def eval_key(variant: dict[str, Any]) -> str:
@@ -434,7 +321,7 @@ def summarize(history: list[dict[str, float]], config: dict[str, Any],
               model: nn.Module) -> dict[str, Any]:
     """Best-epoch and last-epoch errors of a finished run."""
     best = min(range(len(history)), key=lambda i: history[i]["top1_err"])
-    modes = sorted({m.eval_mode for m in model.modules() if isinstance(m, BA2M)})
+    modes = sorted({m.eval_mode for m in model.modules() if isinstance(m, BatchAware)})
     return {
         "best_top1_err": history[best]["top1_err"],
         "best_top5_err": history[best]["top5_err"],
@@ -445,16 +332,3 @@ def summarize(history: list[dict[str, float]], config: dict[str, Any],
         "eval_mode": ",".join(modes) or "n/a",
         "eval_batch_size": config["train"]["eval_batch_size"],
     }
-
-
-def load_trained(config: dict[str, Any], results_dir: str | Path,
-                 data_root: str | None = None) -> tuple[nn.Module, Data]:
-    """The trained model of a stored job config (eval mode, CPU) and its data."""
-    runtime = {**config, "data": {**config["data"], "data_root": data_root}}
-    data = open_job_data(runtime)
-    model = build_job_model(config, data.num_classes)
-    saved, note = checkpoint_for(config, results_dir).load()
-    if saved is None:
-        raise FileNotFoundError(note or f"no checkpoint for this job under {results_dir}")
-    model.load_state_dict(saved["model"])
-    return model.eval(), data
