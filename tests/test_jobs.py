@@ -6,7 +6,8 @@ import pytest
 
 import suites
 from harness.errors import UserError
-from harness.plan.jobs import Overrides, expand, not_comparable_reason, parse_only, profile
+from harness.plan.jobs import expand, not_comparable_reason, parse_only, profile
+from harness.plan.overrides import Overrides
 
 
 def test_expansion_counts() -> None:

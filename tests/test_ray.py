@@ -21,7 +21,8 @@ ray = pytest.importorskip("ray")
 from harness.store.db import ResultsDB  # noqa: E402
 from harness.errors import UserError  # noqa: E402
 from harness.execute.backends.ray import as_task, pin_devices, run_job, task_resources  # noqa: E402
-from harness.execute.runner import RunOptions, plan, run_suite  # noqa: E402
+from harness.execute.options import RunOptions  # noqa: E402
+from harness.execute.runner import plan, run_suite  # noqa: E402
 from harness.store.workerid import machine_prefix  # noqa: E402
 
 
@@ -61,15 +62,17 @@ def test_the_drivers_own_gpus_do_not_limit_ray_jobs(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """ImageNet jobs ask for 8 GPUs: a one-GPU machine refuses them locally, but as a Ray
     driver it only submits them (the cluster places them)."""
-    import harness.execute.runner
+    from harness.execute.backends import local as local_backend
+    from harness.execute.runner import worker_slots
 
-    monkeypatch.setattr(harness.execute.runner, "_gpu_count", lambda: 1)
+    monkeypatch.setattr(local_backend, "_gpu_count", lambda: 1)
     local = RunOptions(profile="paper", db_url=str(tmp_path / "db.sqlite"), gpus="all",
-                       seeds=1, only="method=ba2m", dry_run=True)
+                       seeds=1, only="method=ba2m")
+    jobs = plan("table2", local)
+    assert jobs and all(j.config["train"]["gpus"] == 8 for j in jobs)
     with pytest.raises(UserError, match="the jobs need 8 GPUs each"):
-        run_suite("table2", local)
-    summary = run_suite("table2", replace(local, backend="ray"))
-    assert summary["jobs"] > 0 and summary["slots"] == 0
+        worker_slots(jobs, local)
+    assert worker_slots(jobs, replace(local, backend="ray")) == []
 
 
 def test_task_resources() -> None:
@@ -217,8 +220,7 @@ def test_task_reports_a_database_it_cannot_see(cluster: Any, tmp_path: Path) -> 
     """A worker that opens another database than the run's (a SQLite path on another
     machine, an empty database) says so instead of running nothing silently."""
     task = as_task(run_job)
-    opts = {"data_root": None, "download": False, "compile": False,
-            "results_dir": str(tmp_path / "results")}
+    opts = RunOptions(results_dir=str(tmp_path / "results"))
     absent = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
     with ResultsDB(str(tmp_path / "empty.sqlite")):
         pass

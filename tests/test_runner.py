@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.store.db import ResultsDB
-from harness.execute.runner import RunOptions, run_suite
+from harness.execute.options import RunOptions
+from harness.execute.runner import run_suite
 from harness.training.loop import Checkpoint, Diverged, train
 from tests.conftest import SHARED_DATA, wait_for_first_epoch
 

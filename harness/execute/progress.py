@@ -6,12 +6,14 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 
+import pandas as pd
 from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness.store.db import ResultsDB
+from harness.store.status import FINISHED, JobStatus
 
 POLL_S = 1.0
 
@@ -26,11 +28,11 @@ def watch(url: str, suite: str, hashes: Sequence[str],
     bar = Progress(TextColumn(f"[bold]{suite}[/]"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("jobs"), TimeRemainingColumn())
     task = bar.add_task(suite, total=len(wanted))
-    with ResultsDB(url) as db, Live(Group(bar), refresh_per_second=2, transient=False) as live:
+    with ResultsDB(url, read_only=True) as db, Live(Group(bar), refresh_per_second=2, transient=False) as live:
         while True:
             frame = db.jobs_frame(suite)
             frame = frame[frame["config_hash"].isin(wanted)]
-            finished = int(frame["status"].isin(["COMPLETED", "FAILED", "CANCELLED"]).sum())
+            finished = int(frame["status"].isin(FINISHED).sum())
             bar.update(task, completed=finished)
             live.update(Group(bar, _running(db, frame)))
             if not going():
@@ -38,11 +40,11 @@ def watch(url: str, suite: str, hashes: Sequence[str],
             time.sleep(POLL_S)
 
 
-def _running(db: ResultsDB, frame) -> Table:  # type: ignore[no-untyped-def]
+def _running(db: ResultsDB, frame: pd.DataFrame) -> Table:
     table = Table(box=None, show_header=True, header_style="dim")
     for col in ("running job", "seed", "epoch", "top-1 err %", "img/s"):
         table.add_column(col)
-    for rec in frame[frame["status"] == "RUNNING"].itertuples():
+    for rec in frame[frame["status"] == JobStatus.RUNNING].itertuples():
         epochs = db.epochs_frame(rec.config_hash)
         total = rec.config["train"]["epochs"]
         last = epochs.iloc[-1] if len(epochs) else None

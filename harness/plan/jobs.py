@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.plan.spec import ModelSpec, NotAvailableError, check_available, model_spec, stable_hash
 from harness.errors import UserError
+from harness.plan.overrides import Overrides
 from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
 
@@ -61,19 +62,6 @@ PROFILES = {
         gpus=1,
     ),
 }
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Command-line overrides of a profile."""
-
-    seeds: int | None = None
-    epochs: int | None = None
-    only: str | None = None  # row filter, e.g. "method=ba2m,backbone=ResNet-50"
-    dataset: str | None = None  # provider instead of the suite's dataset (e.g. image-folder)
-    batch_size: int | None = None
-    sets: tuple[str, ...] = ()  # "[FILTER:]KEY=VALUE" config overrides (see parse_set)
-    gpus_per_job: int | None = None  # data-parallel processes of every job (--gpus-per-job)
 
 
 @dataclass(frozen=True)

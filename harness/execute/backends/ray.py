@@ -3,8 +3,8 @@
 Each unfinished job becomes one Ray task that asks for its GPUs (``config["train"]["gpus"]``,
 default 1; none on a cluster without GPUs) and a CPU or two; Ray places and queues them. The
 task opens the run's database itself, claims its job exactly as a local worker does and trains
-it with :func:`harness.execute.runner.run_claimed`, so results land in the same tables through the
-same owner-checked writes, never in Ray's own state.
+it with :func:`harness.execute.worker.run_claimed`, so results land in the same tables through
+the same owner-checked writes, never in Ray's own state.
 
 What is retried: a task whose worker process or node is lost (killed, out of memory, node
 gone) is run again by Ray, up to ``MAX_RETRIES`` times; the new try finds the job RUNNING under
@@ -21,21 +21,20 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import RunFailure, UserError
+from harness.execute.options import RunOptions
+from harness.store.status import FINISHED, UNFINISHED, JobStatus
 
 if TYPE_CHECKING:
     from harness.plan.jobs import Job
-    from harness.execute.runner import RunOptions
 
 MAX_RETRIES = 3  # tries Ray adds for a task whose worker or node was lost
 OBJECT_STORE_BYTES = 128 * 1024**2  # a local Ray's object store: tasks pass only small values
 CANCEL_WAIT_S = 30.0  # after Ctrl-C, how long cancelled tasks get to release their jobs
 POLL_S = 1.0
-FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 # ------------------------------------------------------------------------------- resources
@@ -82,7 +81,7 @@ def as_task(fn: Any) -> Any:
     return ray.remote(max_calls=1, max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
 
 
-def run_job(url: str, config_hash: str, opts: dict[str, Any],
+def run_job(url: str, config_hash: str, opts: RunOptions,
             num_gpus: float) -> tuple[str, str]:
     """The body of one Ray task: claim the job and train it. Returns (outcome, detail):
     a final status (COMPLETED, FAILED, CANCELLED), ``interrupted`` (released), ``held`` (a
@@ -92,9 +91,10 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
-    from harness.store.db import ResultsDB
-    from harness.store.status import JobStatus
     from harness.errors import database_failure
+    from harness.execute.worker import STALE_AFTER_S, attempt_info, run_claimed
+    from harness.store.db import ResultsDB
+    from harness.store.workerid import is_dead_local, worker_name
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and \
@@ -102,11 +102,8 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
         return "missing", parsed.render_as_string(hide_password=True)
     try:
         with ResultsDB(url) as db:
-            if _job_row(db, config_hash) is None:
+            if db.job(config_hash) is None:
                 return "missing", db.url
-            from harness.execute.runner import STALE_AFTER_S, attempt_info, run_claimed
-            from harness.store.workerid import is_dead_local, worker_name
-
             worker = worker_name()
             info = attempt_info() | {"note": f"ray task, CUDA_VISIBLE_DEVICES={visible}"}
             for _ in range(2):
@@ -115,14 +112,14 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
                     claimed = db.claim([config_hash], worker, STALE_AFTER_S, attempt_info=info)
                     if claimed is not None:
                         run_claimed(db, claimed, opts, None)
-                        return _job_row(db, config_hash)["status"], ""
+                        return db.job(config_hash)["status"], ""
                 except SystemExit:  # interrupted (ray.cancel, Ctrl-C): run_claimed released it
                     return "interrupted", ""
                 except KeyboardInterrupt:  # interrupted before run_claimed could catch it
                     if claimed is not None:
                         db.release(claimed.job_id, claimed.attempt_id, "interrupted")
                     return "interrupted", ""
-                row = _job_row(db, config_hash)
+                row = db.job(config_hash)
                 if row is None:
                     return "missing", db.url
                 if row["status"] != JobStatus.RUNNING:
@@ -135,12 +132,6 @@ def run_job(url: str, config_hash: str, opts: dict[str, Any],
             return "held", ""
     except DBAPIError as exc:
         return "database", database_failure(exc)
-
-
-def _job_row(db: Any, config_hash: str) -> dict[str, Any] | None:
-    frame = db.jobs_frame()
-    mine = frame[frame["config_hash"] == config_hash]
-    return None if mine.empty else mine.iloc[0].to_dict()
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -198,7 +189,7 @@ class _Driver:
         # PENDING, and RUNNING (a dead worker's, or another run's: the task sorts it out);
         # FAILED only if --retry-failed, which run_suite has requeued to PENDING already
         self.todo = [j for j in jobs if j.unavailable is None
-                     and status.get(j.config_hash) in ("PENDING", "RUNNING")]
+                     and status.get(j.config_hash) in UNFINISHED]
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self.cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
         biggest = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
@@ -211,10 +202,7 @@ class _Driver:
             print("warning: the results database is a SQLite file, which Ray workers on other "
                   "machines cannot share; use PostgreSQL (--db postgresql+psycopg://...; see "
                   "docs/ray.md)", file=sys.stderr)
-        self.task_opts = asdict(opts) | {
-            "results_dir": str(Path(opts.results_dir).absolute()),
-            "data_root": None if opts.data_root is None else str(Path(opts.data_root).absolute()),
-        }
+        self.task_opts = opts.for_workers()
         self.remote = as_task(run_job)
         self.refs: dict[Any, Job] = {}
         self.held: dict[str, Job] = {}
@@ -292,7 +280,7 @@ class _Driver:
         import pandas as pd
 
         from harness.store.db import ResultsDB
-        from harness.execute.runner import STALE_AFTER_S
+        from harness.execute.worker import STALE_AFTER_S
         from harness.store.workerid import is_dead_local
 
         stale_before = (datetime.now(timezone.utc).replace(tzinfo=None)
@@ -304,7 +292,7 @@ class _Driver:
                 beat = row["heartbeat"]
                 if row["status"] in FINISHED:
                     del self.held[h]
-                elif row["status"] == "PENDING" or pd.isna(beat) or beat < stale_before:
+                elif row["status"] == JobStatus.PENDING or pd.isna(beat) or beat < stale_before:
                     del self.held[h]
                     self._submit(job)
                 elif is_dead_local(row["worker"]):
@@ -330,19 +318,19 @@ class _Driver:
         with ResultsDB(self.url) as db:
             while hashes and time.monotonic() < deadline:
                 frame = db.jobs_frame()
-                held = frame[frame["config_hash"].isin(hashes) & (frame["status"] == "RUNNING")]
+                held = frame[frame["config_hash"].isin(hashes) & (frame["status"] == JobStatus.RUNNING)]
                 if all(is_dead_local(w) for w in held["worker"]):
                     return
                 time.sleep(0.2)
 
     def _finish(self) -> None:
         from harness.store.db import ResultsDB
-        from harness.execute.runner import _expire_dead_local_workers
+        from harness.execute.worker import expire_dead_local_workers
 
         if self.db_failure is not None:
             raise RunFailure(f"a Ray worker could not write the results database: "
                              f"{self.db_failure}")
         with ResultsDB(self.url) as db:  # a job whose last try died is reclaimable at once
-            _expire_dead_local_workers(db, self.hashes)
+            expire_dead_local_workers(db, self.hashes)
         for line in self.problems:
             print(f"ray: {line}", file=sys.stderr)
