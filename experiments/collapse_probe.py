@@ -80,7 +80,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.2)
     p.add_argument("--wd", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-batches", default="256", help="test batch sizes, e.g. 1,8,64,256 (0: identity)")
+    p.add_argument("--eval-batches", default="256",
+                   help="test batch sizes, e.g. 1,8,64,256 (0: identity)")
     p.add_argument("--final-eval-batches", default=None, help="the same, after the last epoch only")
     p.add_argument("--val-images", type=int, default=10**9, help="at most this many of --val-root")
     p.add_argument("--json", default=None)
@@ -116,7 +117,8 @@ def main() -> None:
             loss.backward()
             opt.step()
             if not torch.isfinite(loss):
-                print("diverged"); return
+                print("diverged")
+                return
             wrong += int((out.argmax(1) != y).sum())
             n += len(y)
             loss_sum += float(loss.detach()) * len(y)

@@ -28,7 +28,8 @@ def watch(url: str, suite: str, hashes: Sequence[str],
     bar = Progress(TextColumn(f"[bold]{suite}[/]"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("jobs"), TimeRemainingColumn())
     task = bar.add_task(suite, total=len(wanted))
-    with ResultsDB(url, read_only=True) as db, Live(Group(bar), refresh_per_second=2, transient=False) as live:
+    with ResultsDB(url, read_only=True) as db, \
+            Live(Group(bar), refresh_per_second=2, transient=False) as live:
         while True:
             frame = db.jobs_frame(suite)
             frame = frame[frame["config_hash"].isin(wanted)]

@@ -55,7 +55,8 @@ class ModelSpec:
     def input_size(self) -> int:
         """The image size the model is built for: ``options["input_size"]`` where its config
         records one (a size-dependent model of a job at another size than the paper's, see
-        ``harness.plan.jobs.input_size``), else the paper's for the form (224 ImageNet, 32 CIFAR)."""
+        ``harness.plan.jobs.input_size``), else the paper's for the form (224 ImageNet, 32
+        CIFAR)."""
         return self.options.get("input_size") or INPUT_SIZE[self.form]
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +206,11 @@ class ResultsDB:
         stale = and_(Job.status == JobStatus.RUNNING,
                      or_(Job.heartbeat.is_(None),
                          Job.heartbeat < now - timedelta(seconds=stale_after_s)))
-        takeable = or_(Job.status == JobStatus.PENDING, stale, and_(Job.status == JobStatus.FAILED, retry_failed))
+        takeable = or_(Job.status == JobStatus.PENDING, stale,
+                       and_(Job.status == JobStatus.FAILED, retry_failed))
         scope = [] if config_hashes is None else [Job.config_hash.in_(list(config_hashes))]
-        rank = case((Job.status == JobStatus.PENDING, 0), (Job.status == JobStatus.RUNNING, 1), else_=2)
+        rank = case((Job.status == JobStatus.PENDING, 0), (Job.status == JobStatus.RUNNING, 1),
+                    else_=2)
         # PostgreSQL locks the candidate, skipping rows other claimers hold (FOR NO KEY
         # UPDATE: an insert referencing the job does not block it); SQLite has no row locks and
         # needs none under BEGIN IMMEDIATE. Either way the conditional UPDATE decides.

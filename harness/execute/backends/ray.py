@@ -318,7 +318,8 @@ class _Driver:
         with ResultsDB(self.url) as db:
             while hashes and time.monotonic() < deadline:
                 frame = db.jobs_frame()
-                held = frame[frame["config_hash"].isin(hashes) & (frame["status"] == JobStatus.RUNNING)]
+                held = frame[frame["config_hash"].isin(hashes)
+                             & (frame["status"] == JobStatus.RUNNING)]
                 if all(is_dead_local(w) for w in held["worker"]):
                     return
                 time.sleep(0.2)
