@@ -36,7 +36,7 @@ PROVIDER_IMAGE_SIZE = {"imagenet": 224}
 DEFAULT_IMAGE_SIZE = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     """How much of the paper's recipe a run uses."""
 
@@ -54,10 +54,10 @@ class Profile:
 
 
 PROFILES = {
-    "paper": Profile("paper", comparable=True),
-    "short": Profile("short", comparable=False, epoch_fraction=0.25),
+    "paper": Profile(name="paper", comparable=True),
+    "short": Profile(name="short", comparable=False, epoch_fraction=0.25),
     "smoke": Profile(
-        "smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
+        name="smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
         train_size=64, val_size=32, seeds=1, image_size={"cifar": 16, "imagenet": 64},
         gpus=1,
     ),
