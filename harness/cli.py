@@ -35,8 +35,6 @@ def _root() -> None:
     """Reproduce the BA²M paper's tables: count, run, report."""
 
 FORMATS = ("table", "csv", "json", "markdown")
-_NUMERALS = "I II III IV V VI VII VIII IX X XI XII XIII XIV XV XVI".split()
-ROMAN = {r: f"table{i}" for i, r in enumerate(_NUMERALS, 1)} | {"III-D": "infer-batch"}
 
 
 def friendly(fn: F) -> F:
@@ -61,12 +59,13 @@ def select_suites(table: str | None) -> list[suites.Suite]:
     """All suites, or the one named by suite name ("table5") or paper numeral ("V")."""
     if table is None:
         return suites.all_suites()
-    name = ROMAN.get(table.upper(), table)
-    if name in suites.NAMES:
-        return [suites.get(name)]
+    found = suites.find(table)
+    if found is not None:
+        return [found]
+    numerals = [s.table for s in suites.all_suites() if suites.roman_value(s.table)]
     raise UserError(
         f"unknown table {table!r}; use a suite name ({', '.join(suites.NAMES)}) "
-        "or a roman numeral (I..XVI)"
+        f"or a roman numeral ({numerals[0]}..{numerals[-1]})"
     )
 
 
@@ -95,13 +94,19 @@ def count(
     table: str = typer.Option(None, "--table", "-t", help="Suite name or roman numeral."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
     check: bool = typer.Option(False, "--check", help="Exit 1 on any mismatch."),
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite "
+                           "path; counts are read from and stored in its model_stats."),
 ) -> None:
-    """Params and FLOPs of every declared row, beside the paper's values."""
+    """Params and FLOPs of every declared row, beside the paper's values; the counts are
+    stored in the database, where reports read them."""
     from harness.costs.compare import cost_table, unused_deviations
+    from harness.store.db import ResultsDB
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    rows = cost_table(select_suites(table))
+    chosen = select_suites(table)
+    with ResultsDB(db) as rdb:
+        rows = cost_table(chosen, db=rdb)
     frame = pd.DataFrame([r.to_dict() for r in rows])
     title = "Params (M) and FLOPs (G, multiply-accumulates) vs the paper"
     if fmt == "table":
@@ -285,13 +290,14 @@ def report(
                                   help="markdown, latex, csv or html (repeatable)."),
     out: str = typer.Option("reports", "--out", help="Folder for the report and figures."),
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
-    costs: str = typer.Option("count", "--costs",
-                              help="count (count missing params/FLOPs), db (cached only), none."),
+    costs: str = typer.Option("db", "--costs", help="db (the params/FLOPs `ba2m-bench count` "
+                              "stored) or none."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures."),
     curves: str = typer.Option(None, "--curves", help="Also draw the training curves of a job "
                                "(its config hash or id)."),
 ) -> None:
-    """The paper's tables rebuilt from stored results, beside the paper's values."""
+    """The paper's tables rebuilt from stored results, beside the paper's values (reads the
+    database, writes only the report's files)."""
     from harness.report import generate_report, write_training_curves
 
     _, paths = generate_report(names or None, fmt, out, db, costs, figures)
@@ -308,14 +314,15 @@ def report(
 def audit(
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
     results_dir: str = typer.Option("results", "--results-dir", help="Checkpoints folder root."),
-    suite: str = typer.Option("infer-batch", "--suite", help="Suite whose BA²M jobs to audit."),
+    suite: str = typer.Option(None, "--suite", help="Suite whose BA²M jobs to audit (default: "
+                              "every suite that declares an audit)."),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64,128,256", "--batch-sizes",
                                     help="Test batch sizes, comma-separated."),
     data_root: str = typer.Option(None, "--data-root", help="Where the dataset lives."),
 ) -> None:
     """§III-D claims audit: test error of trained BA²M models at each test batch size, in both
     evaluation modes, with shuffled and class-sorted batches (stored for the report)."""
-    from harness.report import run_audit
+    from harness.execute.audit import audited_suites, run_audit
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(","))
@@ -324,7 +331,8 @@ def audit(
     if any(b < 1 for b in sizes):
         raise UserError("--batch-sizes must be positive integers")
     frame = run_audit(db, results_dir, suite, sizes, data_root=data_root)
-    emit(frame, "table", f"Test error vs test batch size ({suite})")
+    emit(frame, "table", f"Test error vs test batch size "
+                         f"({suite or ', '.join(audited_suites())})")
 
 
 db_app = typer.Typer(no_args_is_help=True, help="The results database.")

@@ -61,8 +61,9 @@ def test_every_known_deviation_is_needed() -> None:
     assert len(known_deviations()) >= 10
 
 
-def test_count_check_passes_and_json_has_the_columns() -> None:
-    result = runner.invoke(app, ["count", "--check", "--format", "json"])
+def test_count_check_passes_and_json_has_the_columns(tmp_path) -> None:
+    result = runner.invoke(app, ["count", "--check", "--format", "json",
+                                 "--db", str(tmp_path / "counts.sqlite")])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     keys = {"table", "dataset", "backbone", "method", "setting", "params_m", "flops_g",

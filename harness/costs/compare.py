@@ -9,24 +9,19 @@ a row that does not match is either explained in the data file or fails ``count 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
-import os
 import tomllib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from harness.costs.cache import count_key, ensure_counts
+from harness.costs.counting import Counts
 from harness.plan.spec import ModelSpec, NotAvailableError, check_available, model_spec
-from harness.costs.counting import Counts, count
-from models.registry import INPUT_SIZE
 from suites.base import Row, Suite
+
+if TYPE_CHECKING:
+    from harness.store.db import ResultsDB
 
 TOLERANCE = 0.01
 COST_METRICS = ("params_m", "flops_g")
@@ -104,102 +99,15 @@ def agrees(ours: float, paper: float) -> bool:
     return round(ours, decimals) == paper
 
 
-_COUNT_CACHE: dict[str, Counts] = {}
-
-
-def _count_spec(spec: ModelSpec) -> Counts:
-    torch.set_num_threads(1)
-    return count(_uninitialised(spec), spec.input_size)
-
-
-def _uninitialised(spec: ModelSpec) -> torch.nn.Module:
-    """The model with zeroed weights: built on the meta device (no random initialisation,
-    which is a third of the counting time) then allocated. Counts do not depend on values."""
-    with torch.device("meta"):
-        model = spec.build()
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for t in (*model.parameters(), *model.buffers()):
-            t.zero_()
-    return model
-
-
-#: Counts persist here between runs, keyed by model config and a fingerprint of the code that
-#: builds and counts models (any change to it, or to torch/fvcore, starts afresh).
-DISK_CACHE = Path("results") / "cache" / "counts.json"
-
-
-@cache
-def code_fingerprint() -> str:
-    """Hash of the model and counting code and of the torch and fvcore versions."""
-    import fvcore
-
-    root = Path(__file__).resolve().parents[2]
-    h = hashlib.sha256(f"{torch.__version__} {getattr(fvcore, '__version__', '')}".encode())
-    for path in sorted([*root.glob("models/**/*.py"), Path(__file__).with_name("counting.py")]):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _load_disk_cache() -> None:
-    try:
-        stored = json.loads(DISK_CACHE.read_text())
-    except (OSError, ValueError):
-        return
-    if stored.get("fingerprint") != code_fingerprint():
-        return
-    for key, c in stored.get("counts", {}).items():
-        _COUNT_CACHE.setdefault(key, Counts(**c))
-
-
-def _save_disk_cache() -> None:
-    try:
-        DISK_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = DISK_CACHE.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"fingerprint": code_fingerprint(),
-                                   "counts": {k: asdict(c) for k, c in _COUNT_CACHE.items()}}))
-        os.replace(tmp, DISK_CACHE)
-    except OSError:
-        pass  # a read-only place only costs the next run its speed
-
-
-def precount(specs: list[ModelSpec], workers: int | None = None, disk: bool = True) -> None:
-    """Count every distinct model once, in parallel processes (one thread each); counts are
-    kept in ``DISK_CACHE`` for the next run."""
-    if disk:
-        _load_disk_cache()
-    todo = {s.hash(): s for s in specs if s.hash() not in _COUNT_CACHE}
-    if not todo:
-        return
-    _count_todo(todo, workers)
-    if disk:
-        _save_disk_cache()
-
-
-def _count_todo(todo: dict[str, ModelSpec], workers: int | None) -> None:
-    workers = min(workers or os.cpu_count() or 1, len(todo))
-    if workers <= 1:
-        for key, spec in todo.items():
-            _COUNT_CACHE[key] = count(_uninitialised(spec), spec.input_size)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    # the biggest models first, so no worker is left with a long tail
-    order = sorted(todo, key=lambda k: -INPUT_SIZE[todo[k].form])
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        for key, counts in zip(order, pool.map(_count_spec, [todo[k] for k in order])):
-            _COUNT_CACHE[key] = counts
-
-
 def counts_for(suite: Suite, row: Row) -> Counts:
-    """Counts of the row's model at the paper's input size, cached by model hash."""
+    """Counts of the row's model at the paper's input size (counted in this process unless
+    already counted here)."""
     spec = model_spec(suite, row)
-    if spec.hash() not in _COUNT_CACHE:
-        precount([spec], workers=1, disk=False)
-    return _COUNT_CACHE[spec.hash()]
+    return ensure_counts([spec], workers=1)[count_key(spec)]
 
 
-def cost_row(suite: Suite, row: Row) -> CostRow:
-    """Count one row and judge it against the paper."""
+def cost_row(suite: Suite, row: Row, counts: Counts | None = None) -> CostRow:
+    """Judge one row's ``counts`` (counted now when not given) against the paper."""
     paper = {m: row.paper.get(m) for m in COST_METRICS}
     base = dict(
         table=suite.table, dataset=suite.dataset, backbone=row.backbone,
@@ -212,7 +120,7 @@ def cost_row(suite: Suite, row: Row) -> CostRow:
         return CostRow(**base, params_m=None, flops_g=None, fvcore_total_g=None,
                        params_diff_pct=None, flops_diff_pct=None, status="unavailable",
                        reason=str(exc), uncounted="")
-    c = counts_for(suite, row)
+    c = counts if counts is not None else counts_for(suite, row)
     ours = {"params_m": c.params_m, "flops_g": c.flops_g}
     diffs = {m: _diff_pct(ours[m], paper[m]) for m in COST_METRICS}
     has_paper = any(v is not None for v in paper.values())
@@ -245,24 +153,25 @@ def _diff_pct(ours: float, paper: float | None) -> float | None:
     return None if paper is None or paper == 0 else round(100 * (ours - paper) / paper, 2)
 
 
-def cost_table(suites: list[Suite], disk: bool = True) -> list[CostRow]:
-    """Counted rows of every classification suite given (detection tables have no costs);
-    ``disk=False`` ignores the counts kept from earlier runs."""
-    specs = []
-    for s in suites:
-        for r in s.rows:
-            try:
-                check_available(s, r)
-            except NotAvailableError:
-                continue
-            specs.append(model_spec(s, r))
-    precount(specs, disk=disk)
-    return [
-        cost_row(s, r)
-        for s in suites
-        if s.task == "classification"
-        for r in s.rows
-    ]
+def cost_table(suites: list[Suite], db: ResultsDB | None = None,
+               workers: int | None = None) -> list[CostRow]:
+    """Counted rows of every classification suite given (detection tables have no costs).
+
+    Counts come from ``db``'s ``model_stats`` where it holds them; the others are counted in
+    up to ``workers`` processes and stored there (see :mod:`harness.costs.cache`)."""
+    rows = [(s, r, _spec_if_available(s, r)) for s in suites if s.task == "classification"
+            for r in s.rows]
+    counts = ensure_counts([spec for _, _, spec in rows if spec is not None], db, workers)
+    return [cost_row(s, r, None if spec is None else counts[count_key(spec)])
+            for s, r, spec in rows]
+
+
+def _spec_if_available(suite: Suite, row: Row) -> ModelSpec | None:
+    try:
+        check_available(suite, row)
+    except NotAvailableError:
+        return None
+    return model_spec(suite, row)
 
 
 def unused_deviations(rows: list[CostRow]) -> list[Deviation]:

@@ -9,9 +9,11 @@ from datetime import datetime, timezone
 import pandas as pd
 
 import suites as suite_registry
+from harness.costs.cache import stored_counts
+from harness.costs.compare import cost_row
+from harness.errors import UserError
 from harness.plan.spec import model_spec
 from harness.store.db import ResultsDB
-from harness.errors import UserError
 from harness.report.audit import stored_audit
 from harness.report.consistency import Flag, consistency_flags
 from harness.report.gains import gains_frame
@@ -20,7 +22,8 @@ from harness.report.provenance import not_comparable_banner, provenance
 from harness.report.tables import RowReport, build_rows, long_frame
 from suites.base import Suite
 
-COST_MODES = ("count", "db", "none")
+#: ``db``: params/FLOPs as ``ba2m-bench count`` stored them; ``none``: not shown.
+COST_MODES = ("db", "none")
 MAX_CURVES = 12
 #: A module whose largest weight share averages above this in an epoch has collapsed.
 COLLAPSE_SHARE = 0.5
@@ -72,52 +75,45 @@ class Report:
 def resolve_names(names: Sequence[str] | None) -> list[str]:
     """Suite names from CLI words: suite names, roman numerals ("V", "III-D") or "all"."""
     if not names or "all" in names:
-        return list(suite_registry.NAMES)
-    by_table = {s.table.upper(): s.name for s in suite_registry.all_suites()}
+        return list(suite_registry.names())
     out = []
     for n in names:
-        name = n if n in suite_registry.NAMES else by_table.get(n.upper())
-        if name is None:
+        suite = suite_registry.find(n)
+        if suite is None:
             raise UserError(f"unknown suite {n!r}; use a suite name "
-                            f"({', '.join(suite_registry.NAMES)}), a roman numeral or 'all'")
-        out.append(name)
+                            f"({', '.join(suite_registry.names())}), a roman numeral or 'all'")
+        out.append(suite.name)
     return list(dict.fromkeys(out))
 
 
-def attach_costs(db: ResultsDB, rows: Sequence[RowReport], mode: str) -> None:
-    """Counted params/FLOPs of each runnable row at the paper's input size: read from the
-    database's model stats, and (mode "count") counted and stored there when missing."""
+def check_costs_mode(mode: str) -> None:
+    """Raise a UserError unless ``mode`` is one of :data:`COST_MODES`."""
     if mode not in COST_MODES:
-        raise UserError(f"unknown costs mode {mode!r}; choose one of {', '.join(COST_MODES)}")
-    if mode == "none":
-        return
-    from harness.costs import compare as costs
-    from harness.costs.counting import Counts
+        hint = (" (reports only read the database: store the counts with `ba2m-bench count`)"
+                if mode == "count" else "")
+        raise UserError(f"unknown costs mode {mode!r}; choose one of "
+                        f"{', '.join(COST_MODES)}{hint}")
 
-    runnable = [r for r in rows if r.status != "unavailable" and r.suite.task == "classification"]
-    specs = {id(r): model_spec(r.suite, r.row) for r in runnable}
-    todo = []
-    for spec in {s.hash(): s for s in specs.values()}.values():
-        if spec.hash() in costs._COUNT_CACHE:
+
+def attach_costs(db: ResultsDB, rows: Sequence[RowReport], mode: str) -> int:
+    """Params/FLOPs of each runnable row at the paper's input size, as ``ba2m-bench count``
+    stored them in the database (``mode`` "db"; "none" shows none). Returns how many runnable
+    rows have no stored counts."""
+    check_costs_mode(mode)
+    if mode == "none":
+        return 0
+    missing = 0
+    for r in rows:
+        if r.status == "unavailable" or r.suite.task != "classification":
             continue
-        stored = db.model_stats(spec.hash())
-        if stored is not None:
-            costs._COUNT_CACHE[spec.hash()] = Counts(
-                stored["params"], stored["flops"], stored["fvcore_total"],
-                uncounted=dict(stored["uncounted"]))
-        elif mode == "count":
-            todo.append(spec)
-    if todo:
-        costs.precount(todo)
-        for spec in todo:
-            c = costs._COUNT_CACHE[spec.hash()]
-            db.save_model_stats(spec.hash(), c.params, c.macs, c.fvcore_total,
-                                "harness.costs.counting (paper MACs)", c.uncounted)
-    for r in runnable:
-        if specs[id(r)].hash() in costs._COUNT_CACHE:
-            c = costs.cost_row(r.suite, r.row)
-            r.params_m, r.flops_g = c.params_m, c.flops_g
-            r.cost_status = c.status
+        counts = stored_counts(db, model_spec(r.suite, r.row))
+        if counts is None:
+            missing += 1
+            continue
+        c = cost_row(r.suite, r.row, counts)
+        r.params_m, r.flops_g = c.params_m, c.flops_g
+        r.cost_status = c.status
+    return missing
 
 
 def collapse_warnings(curves: dict[str, pd.DataFrame]) -> list[str]:
@@ -135,7 +131,7 @@ def collapse_warnings(curves: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame,
-              curves: dict[str, pd.DataFrame]) -> list[str]:
+              curves: dict[str, pd.DataFrame], uncounted: int) -> list[str]:
     name = suite.name
     runnable = [r for r in rows if r.status != "unavailable"]
     if not runnable:
@@ -162,8 +158,11 @@ def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame,
     unavailable = [r for r in rows if r.status == "unavailable"]
     if unavailable:
         out.append(f"{len(unavailable)} row(s) unavailable: {unavailable[0].reason}")
+    if uncounted:
+        out.append(f"params/FLOPs of {uncounted} row(s) are not stored in this database: run "
+                   f"`ba2m-bench count --table {name}` (same --db) to count and store them.")
     out.extend(collapse_warnings(curves))
-    if name == "infer-batch" and audit.empty and any(r.n_done for r in rows):
+    if suite.audit and audit.empty and any(r.n_done for r in rows):
         out.append("no §III-D audit stored yet: run `ba2m-bench audit` to evaluate the trained "
                    "model at every test batch size, BA²M active and deactivated.")
     return out
@@ -193,25 +192,26 @@ def build_suite(db: ResultsDB, suite: Suite, results: pd.DataFrame, evals: pd.Da
                 attempts: pd.DataFrame, costs: str) -> SuiteReport:
     """The report of one suite from the database's frames."""
     rows = build_rows(suite, results, evals)
-    attach_costs(db, rows, costs)
+    uncounted = attach_costs(db, rows, costs)
     job_ids = {j for r in rows for j in r.job_ids}
     curves = _curves(db, rows)
     audit = stored_audit(evals[evals["job_id"].isin(job_ids)]) if len(evals) else \
         stored_audit(evals)
     return SuiteReport(suite, rows, gains_frame(rows), provenance(rows, attempts),
-                       not_comparable_banner(rows), _messages(suite, rows, audit, curves),
-                       audit, curves)
+                       not_comparable_banner(rows),
+                       _messages(suite, rows, audit, curves, uncounted), audit, curves)
 
 
 def build_report(names: Sequence[str] | None = None, db_url: str | None = None,
-                 costs: str = "count") -> Report:
-    """Every named suite (all by default) beside the paper, with consistency flags.
+                 costs: str = "db") -> Report:
+    """Every named suite (all by default) beside the paper, with consistency flags; the
+    database is opened read-only.
 
-    ``costs``: "count" counts params/FLOPs not yet stored (and stores them), "db" uses only
-    stored counts, "none" skips them.
+    ``costs``: "db" shows the params/FLOPs ``ba2m-bench count`` stored, "none" skips them.
     """
     chosen = resolve_names(names)
-    with ResultsDB(db_url) as db:
+    check_costs_mode(costs)
+    with ResultsDB(db_url, read_only=True) as db:
         results = db.results_frame()
         evals = db.eval_frame()
         attempts = db.attempts_frame()

@@ -1,14 +1,15 @@
 """Figures of a report (matplotlib's object API, no pyplot state, so no display is needed).
 
 Each ``*_figure`` function takes report rows or frames and returns a :class:`Figure`;
-:func:`save_figure` writes it as PNG and SVG. Paper values are drawn wherever the paper has them.
+:func:`declared_figure` draws the figure a suite declares (a :class:`FigureSpec`) with the
+function for its kind; :func:`save_figure` writes a figure as PNG and SVG. Paper values are drawn wherever the paper has them.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 from harness.paths import inside
 from harness.report.stats import weight_shares
 from harness.report.tables import METRIC_LABELS, RowReport, error_metric
+from suites.base import FigureKind, FigureSpec, PaperPoint
 
 PAPER_COLOR, OURS_COLOR = "#1f4e79", "#c55a11"
 _TITLE = {"fontsize": 11}
@@ -124,7 +126,7 @@ def reduction_figure(rows: Sequence[RowReport], title: str) -> Figure:
 
 
 def batch_size_figure(rows: Sequence[RowReport], title: str,
-                      reference: tuple[float, float, str] | None = None) -> Figure:
+                      reference: PaperPoint | None = None) -> Figure:
     """Fig. 5: test error (mean ± std over seeds) against the batch size N."""
     ns = np.array([r.row.eval.get("batch_size", _number(r.row.setting, "N")) for r in rows],
                   dtype=float)
@@ -134,8 +136,8 @@ def batch_size_figure(rows: Sequence[RowReport], title: str,
     ax.errorbar(ns, ov, yerr=os_, marker="s", capsize=3, color=OURS_COLOR,
                 label="ours (mean ± std)")
     if reference is not None:
-        ax.plot([reference[0]], [reference[1]], marker="*", ms=12, ls="", color=PAPER_COLOR,
-                label=reference[2])
+        ax.plot([reference.x], [reference.value], marker="*", ms=12, ls="", color=PAPER_COLOR,
+                label=reference.label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ns, [f"{int(v)}" for v in ns])
     ax.set_xlabel("batch size N (training and test)")
@@ -174,6 +176,24 @@ def infer_batch_figure(rows: Sequence[RowReport], audit: pd.DataFrame, title: st
     ax.grid(alpha=0.3)
     _not_comparable_note(fig, rows)
     return fig
+
+
+#: The drawing of each declared figure kind: (spec, full title, rows, audit points) -> Figure.
+DRAWERS: dict[FigureKind, Callable[[FigureSpec, str, Sequence[RowReport], pd.DataFrame],
+                                   Figure]] = {
+    FigureKind.BATCH_SIZE: lambda spec, title, rows, _: batch_size_figure(rows, title,
+                                                                          spec.reference),
+    FigureKind.REDUCTION: lambda spec, title, rows, _: reduction_figure(rows, title),
+    FigureKind.BARS: lambda spec, title, rows, _: bars_figure(rows, title, spec.xlabel),
+    FigureKind.TEST_BATCH: lambda spec, title, rows, audit: infer_batch_figure(rows, audit,
+                                                                               title),
+}
+
+
+def declared_figure(spec: FigureSpec, title: str, rows: Sequence[RowReport],
+                    audit: pd.DataFrame) -> Figure:
+    """The figure a suite declares, titled ``title``, from its rows (and audit points)."""
+    return DRAWERS[spec.kind](spec, title, rows, audit)
 
 
 def scatter_figure(rows: Sequence[RowReport], title: str) -> Figure:

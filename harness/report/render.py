@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-import suites as suite_registry
 from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.paths import inside
@@ -50,30 +49,17 @@ class FigureFile:
 
 # ------------------------------------------------------------------------------ figures
 def suite_figures(sr: SuiteReport) -> list[tuple[str, str, Figure]]:
-    """(file stem, caption, figure) of every figure the suite gets."""
+    """(file stem, caption, figure) of every figure the suite gets: those it declares, then
+    the paper-vs-reproduced scatter, training curves and BA²M weight shares where it has
+    results."""
     s, rows, name = sr.suite, sr.rows, sr.suite.name
     title = short_name(s.table)
     out: list[tuple[str, str, Figure]] = []
     if s.task != "classification":
         return out
-    if name == "fig5":
-        ref = _table1_ba2m_err()
-        out.append((f"{name}-batch-size", "Fig. 5: test error vs batch size N",
-                    F.batch_size_figure(rows, "Fig. 5: test error vs batch size N "
-                                        "(ResNet-50 + BA²M, CIFAR-100)", ref)))
-    elif name == "table8":
-        out.append((f"{name}-reduction", "Table VIII: error and params vs R",
-                    F.reduction_figure(rows, "Table VIII: error and params vs reduction R")))
-    elif name in ("table7", "table9", "table13"):
-        what = {"table7": ("position of BA²M", "position"),
-                "table9": ("branch ablation", "branches (inferred order)"),
-                "table13": ("blocks with BA²M", "blocks (inferred order)")}[name]
-        out.append((f"{name}-bars", f"{title}: {what[0]}",
-                    F.bars_figure(rows, f"{title}: {what[0]} (ResNet-50, CIFAR-100)", what[1])))
-    elif name == "infer-batch":
-        out.append((f"{name}-test-batch", "§III-D: top-1 error vs test batch size",
-                    F.infer_batch_figure(rows, sr.audit, "§III-D: top-1 error vs test batch "
-                                         "size (ResNet-50 + BA²M)")))
+    for spec in s.figures:
+        out.append((f"{name}-{spec.kind}", f"{title}: {spec.caption}",
+                    F.declared_figure(spec, f"{title}: {spec.title}", rows, sr.audit)))
     metric = error_metric(s)
     if metric and any(metric in r.row.paper and math.isfinite(r.reproduced(metric))
                       for r in rows):
@@ -87,14 +73,6 @@ def suite_figures(sr: SuiteReport) -> list[tuple[str, str, Figure]]:
                     F.weight_share_figure(sr.curves, f"{title}: largest share of one sample's "
                                           "BA²M weight (collapse diagnostic)")))
     return out
-
-
-def _table1_ba2m_err() -> tuple[float, float, str] | None:
-    t1 = suite_registry.get("table1")
-    row = next((r for r in t1.rows if r.backbone == "ResNet-50" and r.method == "ba2m"), None)
-    if row is None or "err" not in row.paper:
-        return None
-    return 256.0, row.paper["err"], f"paper: Table I, N=256 ({row.paper['err']:.2f})"
 
 
 def make_figures(report: Report, out_dir: str | Path) -> dict[str, list[FigureFile]]:
@@ -114,7 +92,7 @@ def write_training_curves(job: int | str, out_dir: str | Path = "reports",
                           db_url: str | None = None) -> tuple[Path, ...]:
     """Training curves (loss, error, lr vs epoch) of one job, by id or config hash, and, where
     it recorded BA²M weight shares, its weight-share figure (PNG and SVG of each)."""
-    with ResultsDB(db_url) as db:
+    with ResultsDB(db_url, read_only=True) as db:
         ep = db.epochs_frame(job)
     if ep.empty:
         raise UserError(f"job {job} has no recorded epochs; see `ba2m-bench status`")
@@ -164,8 +142,7 @@ def _notes(sr: SuiteReport) -> list[str]:
 def _header(report: Report) -> list[tuple[str, str]]:
     return [("generated", report.generated_at), ("database", report.database),
              ("database content hash", report.content_hash[:16]),
-             ("params/FLOPs", {"count": "counted (cached in the database)",
-                               "db": "from stored counts only",
+             ("params/FLOPs", {"db": "as stored by ba2m-bench count",
                                "none": "not shown"}[report.costs]),
              ("status rule", RULE)]
 
