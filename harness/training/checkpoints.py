@@ -74,7 +74,8 @@ class Checkpoint:
             return torch.load(self.path, map_location="cpu", weights_only=True), ""
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: start again
             reason = str(exc).splitlines()[0][:200]
-            return None, f"checkpoint {self.path.name} unreadable ({reason}); restarted from scratch"
+            return None, (f"checkpoint {self.path.name} unreadable ({reason}); "
+                          "restarted from scratch")
 
 
 def _os_error(exc: BaseException | None) -> OSError | None:

@@ -4,9 +4,9 @@ A job whose config says ``train.gpus = W > 1`` (:func:`world_size`) is trained b
 (:func:`train_data_parallel`). The process that calls it (the runner's worker, which holds the
 database connection and the hooks) is rank 0; it spawns ranks 1 … W-1 (``spawn`` start
 method). Every rank runs :func:`harness.training.loop.train` with its :class:`Dist` (the
-loop's ``ParallelContext``); ranks 1 … W-1 get no hooks and never write. Backend ``nccl`` with one GPU per rank
-(``cuda:<rank>`` among the GPUs the worker sees) when CUDA is available, else ``gloo`` on the
-CPU, rendezvous on a free local TCP port (127.0.0.1).
+loop's ``ParallelContext``); ranks 1 … W-1 get no hooks and never write. Backend ``nccl``
+with one GPU per rank (``cuda:<rank>`` among the GPUs the worker sees) when CUDA is
+available, else ``gloo`` on the CPU, rendezvous on a free local TCP port (127.0.0.1).
 
 * Every global batch (the job's ``batch_size``, the same permutation as a one-process run) is
   cut into W equal consecutive shards, rank r taking shard r: a W-process step sees exactly the

@@ -55,7 +55,8 @@ class DeviceBatches:
             yield (self.augment(idx.to(self.device), offsets[idx].to(self.device),
                                 flips[idx].to(self.device)), self.labels[idx.to(self.device)])
 
-    def augment(self, idx: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    def augment(self, idx: torch.Tensor, offsets: torch.Tensor,
+                flips: torch.Tensor) -> torch.Tensor:
         """Crop with zero padding at ``offsets``, flip where ``flips``, normalise."""
         x = self.images[idx]
         b, _, h, w = x.shape

@@ -258,7 +258,8 @@ def batches(data: Data, config: dict[str, Any], epoch: int, device: torch.device
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def device_pipeline(data: Data, config: dict[str, Any], device: torch.device) -> DeviceBatches | None:
+def device_pipeline(data: Data, config: dict[str, Any],
+                    device: torch.device) -> DeviceBatches | None:
     """The on-device pipeline when the job asks for it and the data allows it."""
     if config["train"].get("pipeline") != "device":
         return None
