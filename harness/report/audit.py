@@ -2,10 +2,11 @@
 test batch size?
 
 ``ba2m-bench audit`` (``harness.execute.audit.run_audit``) evaluates each trained BA²M model
-of the suites that declare ``audit`` (§III-D's ``infer-batch``) at every test batch size, BA²M active (eval mode ``batch``) and
-deactivated (``identity``), in a shuffled and a class-sorted test order, and stores each point
-under the eval key ``audit:mode=M,order=O,batch_size=B``. :func:`stored_audit` parses those
-points from the database's eval frame; :func:`audit_summary` tabulates them.
+of the suites that declare ``audit`` (§III-D's ``infer-batch``) at every test batch size, BA²M
+active (eval mode ``batch``) and deactivated (``identity``), in a shuffled and a class-sorted
+test order, and stores each point under the eval key ``audit:mode=M,order=O,batch_size=B``.
+:func:`stored_audit` parses those points from the database's eval frame; :func:`audit_summary`
+tabulates them.
 """
 
 from __future__ import annotations

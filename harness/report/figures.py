@@ -2,7 +2,8 @@
 
 Each ``*_figure`` function takes report rows or frames and returns a :class:`Figure`;
 :func:`declared_figure` draws the figure a suite declares (a :class:`FigureSpec`) with the
-function for its kind; :func:`save_figure` writes a figure as PNG and SVG. Paper values are drawn wherever the paper has them.
+function for its kind; :func:`save_figure` writes a figure as PNG and SVG. Paper values are
+drawn wherever the paper has them.
 """
 
 from __future__ import annotations

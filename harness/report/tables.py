@@ -245,7 +245,7 @@ def build_rows(suite: Suite, results: pd.DataFrame, evals: pd.DataFrame) -> list
         if sig is None or not len(results):
             per_row.append((row, results.iloc[0:0]))
             continue
-        mask = (sigs == sig) & results["config"].map(lambda c: _row_train_ok(row, c))
+        mask = (sigs == sig) & results["config"].map(lambda c, row=row: _row_train_ok(row, c))
         per_row.append((row, results[mask]))
     return [build_row(suite, row, jobs, evals, suite.seeds) for row, jobs in per_row]
 
