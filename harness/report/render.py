@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.paths import inside
-from harness.report import figures as F
+import harness.report.figures as F
 from harness.report.audit import audit_summary
 from harness.report.build import Report, SuiteReport
 from harness.report.consistency import INCONSISTENCY, flags_frame
