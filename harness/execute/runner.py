@@ -32,7 +32,20 @@ def plan(name: str, opts: RunOptions) -> list[Job]:
         suite = suites.get(name)
     except suites.UnknownSuiteError as exc:
         raise UserError(str(exc)) from None
-    return expand(suite, profile(opts.profile), opts.overrides())
+    return expand(suite, profile(opts.profile), opts.overrides(),
+                  count_classes=lambda data: count_classes(data, opts))
+
+
+def count_classes(data: dict[str, Any], opts: RunOptions) -> int:
+    """The class count of the data a job's data config names, opened from ``--data-root``
+    (how an image folder's jobs learn their classes before they are planned)."""
+    from harness.training.data import DataError
+    from harness.training.job import data_classes
+
+    try:
+        return data_classes(data, opts.data_root, opts.download)
+    except (DataError, ValueError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
 
 
 def check_data(jobs: list[Job], opts: RunOptions) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -26,9 +27,15 @@ from harness.plan.overrides import Overrides
 from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
 
-#: Classes of each real dataset (the synthetic provider makes ``SMOKE_CLASSES``).
+#: Classes of each real dataset (the synthetic provider makes ``SMOKE_CLASSES``). Any other
+#: provider (image-folder) has the classes of its data: ``expand``'s ``count_classes`` reads
+#: them, and the job's config records them (``data.num_classes`` and ``model.num_classes``).
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
 SMOKE_CLASSES = 10
+
+#: Opens the data a data config names (where the files live is the caller's) and returns
+#: its number of classes.
+ClassCounter = Callable[[dict[str, Any]], int]
 
 #: Image size of a provider whose data config names none (``harness.training.data``'s defaults,
 #: tests/test_every_row.py checks they agree): ImageNet 224, every other provider 32.
@@ -88,7 +95,47 @@ class Job:
 
     @property
     def label(self) -> str:
-        return self.row.label
+        """The row's label, naming what the config builds (see :func:`job_label`)."""
+        return job_label(self.row, self.config)
+
+
+def job_label(row: Row, config: dict[str, Any]) -> str:
+    """``row.label`` with the backbone and method the job's model config builds in place of
+    the row's where ``--set model.arch=...`` or ``model.attention=...`` changed them
+    ("ResNet-20 / ba2m / inside" for Table VII's "ResNet-50 / ba2m / inside" row); the row's
+    own label otherwise."""
+    model = config.get("model")
+    if not isinstance(model, dict):
+        return row.label
+    backbone, method = row.backbone, row.method
+    if model.get("arch") != row.arch:
+        backbone = arch_name(str(model.get("arch")))
+    if model.get("attention") != (None if row.method == "baseline" else row.method):
+        method = model.get("attention") or "baseline"
+    return " / ".join([backbone, method] + ([row.setting] if row.setting else []))
+
+
+def arch_name(arch: str) -> str:
+    """How the paper names a zoo architecture: the backbone of a suite row that builds it
+    ("resnet50" -> "ResNet-50"), else ResNet-style names spelled out ("resnet20" ->
+    "ResNet-20", "preresnet56" -> "PreResNet-56"), else the zoo's name."""
+    named = _arch_names().get(arch)
+    if named:
+        return named
+    m = re.fullmatch(r"(pre)?resnet(\d+)", arch)
+    return f"{'Pre' if m.group(1) else ''}ResNet-{m.group(2)}" if m else arch
+
+
+@cache
+def _arch_names() -> dict[str, str]:
+    import suites
+
+    names: dict[str, str] = {}
+    for suite in suites.all_suites():
+        for row in suite.rows:
+            if row.arch:
+                names.setdefault(row.arch, row.backbone)
+    return names
 
 
 def profile(name: str) -> Profile:
@@ -181,8 +228,13 @@ def _positive(name: str, value: int | None) -> None:
         raise UserError(f"--{name} must be a positive integer, got {value}")
 
 
-def expand(suite: Suite, prof: Profile, over: Overrides = Overrides()) -> list[Job]:
-    """Every job of ``suite`` under ``prof``; rows differing only in ``eval`` share a job."""
+def expand(suite: Suite, prof: Profile, over: Overrides = Overrides(), *,
+           count_classes: ClassCounter | None = None) -> list[Job]:
+    """Every job of ``suite`` under ``prof``; rows differing only in ``eval`` share a job.
+
+    ``count_classes`` gives the class count of data whose provider does not fix one
+    (image-folder), asked once per provider; without it such jobs record ``None`` (the
+    data's count, unknown until opened)."""
     for name in ("seeds", "epochs", "batch_size", "gpus_per_job"):
         _positive(name.replace("_", "-"), getattr(over, name))
     if suite.recipe is None:
@@ -197,10 +249,19 @@ def expand(suite: Suite, prof: Profile, over: Overrides = Overrides()) -> list[J
         )
     seeds = over.seeds or prof.seeds or suite.seeds
     settings = [parse_set(t) for t in over.sets]
+    counted: dict[str, int] = {}
+
+    def classes(data: dict[str, Any]) -> int | None:
+        if count_classes is None:
+            return None
+        if data["provider"] not in counted:
+            counted[data["provider"]] = count_classes(data)
+        return counted[data["provider"]]
+
     jobs: dict[str, Job] = {}
     for row in rows:
         for seed in range(seeds):
-            job = _job(suite, row, seed, prof, over, _evals(suite, row), settings)
+            job = _job(suite, row, seed, prof, over, _evals(suite, row), settings, classes)
             jobs.setdefault(job.config_hash, job)
     return list(jobs.values())
 
@@ -263,7 +324,8 @@ def _train_config(recipe: Recipe, row: Row, prof: Profile, over: Overrides,
 
 
 def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
-         evals: list[dict[str, Any]], settings: list[Setting] = ()) -> Job:  # type: ignore[assignment]
+         evals: list[dict[str, Any]], settings: list[Setting] = (),  # type: ignore[assignment]
+         count_classes: Callable[[dict[str, Any]], int | None] = lambda data: None) -> Job:
     data = _data_config(suite, prof, over)
     classes = data.get("num_classes") or DATASET_CLASSES.get(data["provider"])
     try:
@@ -288,6 +350,7 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
         "comparable": prof.comparable and data == paper_data and train == paper_train,
     }
     applied = apply_sets(config, row, list(settings))
+    _record_classes(config, count_classes)
     _check_split(config["train"], applied)
     if applied:  # another experiment than the paper's row: its own identity, not comparable
         config |= {"overrides": applied, "comparable": False}
@@ -303,6 +366,20 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     group = stable_hash(config)
     config_hash = stable_hash({**config, "seed": seed})
     return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
+
+
+def _record_classes(config: dict[str, Any],
+                    count_classes: Callable[[dict[str, Any]], int | None]) -> None:
+    """A provider without a fixed class count (image-folder) gets its data's: recorded as
+    ``data.num_classes`` (checked when the data is opened) and ``model.num_classes`` (the
+    head), so a folder of other classes makes other jobs. Other providers are untouched."""
+    data = config["data"]
+    if data.get("num_classes") is not None or data["provider"] in DATASET_CLASSES:
+        return
+    count = count_classes(data)
+    if count is not None:
+        data["num_classes"] = count
+    config["model"]["num_classes"] = count
 
 
 def not_comparable_reason(config: dict[str, Any]) -> str:

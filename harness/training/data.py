@@ -1,5 +1,9 @@
 """Dataset providers: CIFAR-10/100, ImageNet, any class-per-folder tree, and synthetic images.
 
+An image folder is either ``DIR/<class>/...`` (a fixed 20 % of each class held out for
+validation) or, as torchvision ImageFolder users lay it out, ``DIR/train/<class>/...`` beside
+``DIR/val/<class>/...`` (or ``DIR/test/``) with the same class folders.
+
 :func:`open_data` turns a :class:`DataSpec` into a :class:`Data`, which hands out loaders.
 Every loader is a pure function of its arguments:
 
@@ -17,6 +21,7 @@ folders with ImageNet's, synthetic images already zero-mean and roughly unit-var
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +44,8 @@ PROVIDERS: tuple[str, ...] = ("cifar100", "cifar10", "imagenet", "image-folder",
 DEFAULT_DATA_ROOT = "data"
 #: Share of each class an image folder holds out for validation.
 IMAGE_FOLDER_VAL_FRACTION = 0.2
+#: Held-out splits an image folder may have beside ``train/``, in order of preference.
+IMAGE_FOLDER_VAL_SPLITS = ("val", "test")
 VAL_ORDERS = ("natural", "shuffled", "class-sorted")
 
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -368,8 +375,10 @@ def _whole(base: Any, spec: DataSpec, transform: Callable, train: bool) -> _View
 def _data(spec: DataSpec, train: _View, val: _View, classes: Sequence[str], size: int,
           mean: tuple[float, ...], std: tuple[float, ...]) -> Data:  # fmt: skip
     if spec.num_classes is not None and spec.num_classes != len(classes):
+        where = f" at {spec.data_root}" if spec.data_root else ""
         raise ValueError(
-            f"{spec.name} has {len(classes)} classes, but num_classes={spec.num_classes} was asked"
+            f"{spec.name}{where} has {len(classes)} classes, but num_classes={spec.num_classes} "
+            "was asked (the job was planned for other data); point --data-root at that data"
         )
     return Data(spec.name, train, val, classes, size, mean, std, spec.workers)
 
@@ -438,35 +447,100 @@ def _open_imagenet(spec: DataSpec) -> Data:
     )  # fmt: skip
 
 
-def _open_image_folder(spec: DataSpec) -> Data:
-    layout = "one sub-folder of images per class"
-    if spec.data_root is None:
-        raise MissingFolderError(f"image-folder needs --data-root DIR ({layout})")
-    root = Path(spec.data_root).expanduser()
-    if not root.is_dir():
-        raise MissingFolderError(f"image folder {root} does not exist (expected {layout})")
-    folder = datasets.ImageFolder(str(root), allow_empty=True)
+class _ClassFolders(datasets.ImageFolder):
+    """torchvision's ImageFolder, blind to hidden folders (``.ipynb_checkpoints``, ...)."""
+
+    @staticmethod
+    def find_classes(directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(e.name for e in os.scandir(directory)
+                         if e.is_dir() and not e.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        return classes, {c: i for i, c in enumerate(classes)}
+
+
+def _class_folders(path: Path, layout: str) -> datasets.ImageFolder:
+    """``path`` as an ImageFolder of at least 2 class folders, each holding images."""
+    try:
+        folder = _ClassFolders(str(path), allow_empty=True)
+    except FileNotFoundError:
+        raise DatasetLayoutError(f"image folder {path} holds no class folder (expected {layout})") \
+            from None
     if len(folder.classes) < 2:
         raise DatasetLayoutError(
-            f"image folder {root} has {len(folder.classes)} class folder(s); "
+            f"image folder {path} has {len(folder.classes)} class folder(s); "
             f"need at least 2 ({layout})"
         )
     counts = Counter(folder.targets)
     empty = [c for k, c in enumerate(folder.classes) if counts[k] == 0]
     if empty:
         raise DatasetLayoutError(
-            f"image folder {root}: class folder(s) with no images: {', '.join(empty)}"
+            f"image folder {path}: class folder(s) with no images: {', '.join(empty)}"
         )
+    return folder
+
+
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "none"
+
+
+def image_folder_splits(root: Path) -> tuple[Path, Path] | None:
+    """``(root/train, root/val)`` (or ``root/test``) where ``root`` is laid out in splits as
+    torchvision ImageFolder users lay them out; None for one folder of classes (split 80/20 by
+    :func:`folder_split`). A ``train/`` without ``val/`` or ``test/``, or the reverse, is a
+    :class:`DatasetLayoutError`."""
+    subdirs = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    held = next((n for n in IMAGE_FOLDER_VAL_SPLITS if n in subdirs), None)
+    if "train" in subdirs and held:
+        return root / "train", root / held
+    if "train" in subdirs:
+        raise DatasetLayoutError(
+            f"image folder {root} has train/ but no {'/ or '.join(IMAGE_FOLDER_VAL_SPLITS)}/ "
+            f"beside it; add one with the same class folders, or pass --data-root "
+            f"{root / 'train'} to hold out {IMAGE_FOLDER_VAL_FRACTION:.0%} of train/"
+        )
+    if held and subdirs <= {"train", *IMAGE_FOLDER_VAL_SPLITS}:
+        raise DatasetLayoutError(
+            f"image folder {root} has {held}/ but no train/ beside it; add train/ with the same "
+            f"class folders"
+        )
+    return None
+
+
+def _open_image_folder(spec: DataSpec) -> Data:
+    layout = "one sub-folder of images per class, or train/ and val/ (or test/) of them"
+    if spec.data_root is None:
+        raise MissingFolderError(f"image-folder needs --data-root DIR ({layout})")
+    root = Path(spec.data_root).expanduser()
+    if not root.is_dir():
+        raise MissingFolderError(f"image folder {root} does not exist (expected {layout})")
+    splits = image_folder_splits(root)
+    if splits is None:
+        train_set = val_set = _class_folders(root, layout)
+        train_idx, val_idx = folder_split(train_set.targets, train_set.classes)
+    else:
+        train_set, val_set = (_class_folders(p, "one sub-folder of images per class")
+                              for p in splits)
+        if train_set.classes != val_set.classes:
+            held = splits[1].name
+            only_train = [c for c in train_set.classes if c not in val_set.classes]
+            only_val = [c for c in val_set.classes if c not in train_set.classes]
+            raise DatasetLayoutError(
+                f"image folder {root}: train/ and {held}/ hold different classes (only in "
+                f"train/: {_some(only_train)}; only in {held}/: {_some(only_val)}); give both "
+                "the same class folders"
+            )
+        train_idx, val_idx = list(range(len(train_set))), list(range(len(val_set)))
     size = spec.image_size or 32
     if size <= 64:
         train_t, val_t = _small_transforms(size, IMAGENET_MEAN, IMAGENET_STD, resize=True)
     else:
         train_t, val_t = _large_transforms(size, IMAGENET_MEAN, IMAGENET_STD)
-    train_idx, val_idx = folder_split(folder.targets, folder.classes)
     return _data(
-        spec, _view(folder, train_idx, train_t, spec.train_size),
-        _view(folder, val_idx, val_t, spec.val_size),
-        folder.classes, size, IMAGENET_MEAN, IMAGENET_STD,
+        spec, _view(train_set, train_idx, train_t, spec.train_size),
+        _view(val_set, val_idx, val_t, spec.val_size),
+        train_set.classes, size, IMAGENET_MEAN, IMAGENET_STD,
     )  # fmt: skip
 
 

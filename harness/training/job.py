@@ -27,6 +27,14 @@ def open_job_data(config: dict[str, Any]) -> Data:
     )
 
 
+def data_classes(data: dict[str, Any], data_root: str | None, download: bool = False) -> int:
+    """The number of classes of the data a job's data config names, opened from
+    ``data_root``: how a job whose provider does not fix its classes (image-folder) learns
+    them before it is planned (``harness.plan.jobs.expand``'s ``count_classes``)."""
+    return open_job_data({"data": {"provider": data["provider"], "data_root": data_root,
+                                   "download": download}}).num_classes
+
+
 def build_job_model(config: dict[str, Any], num_classes: int) -> nn.Module:
     """The job's network (untrained), for ``num_classes`` unless the config fixes them."""
     m = config["model"]
