@@ -54,6 +54,8 @@ CASES = [
     (["run", "table7", "--dataset", "image-folder", "--data-root", "{root}/none"], "does not exist"),
     (["run", "table7", "--dataset", "image-folder", "--data-root", "{one}"], "at least 2"),
     (["run", "table7", "--dataset", "image-folder", "--data-root", "{empty}"], "no images: dog"),
+    (["run", "table7", "--dataset", "image-folder", "--data-root", "{empty}/cat"],
+     "holds no class folder"),
     (["run", "table7", "--dataset", "imagenet", "--data-root", "{root}/none"], "ImageNet"),
     (["run", "table7", "--batch-size", "100000"], "exceeds"),
     (["run", "table7", "--set", "model.options.reduction=7"], "does not divide the 256 channels"),
