@@ -327,13 +327,14 @@ def bench_pipeline(res: BenchResult, device: torch.device, n: int = 8192,
 
 def bench_count(res: BenchResult) -> None:
     """4. Seconds to count params and FLOPs of every zoo configuration the suites need, from
-    nothing (the on-disk cache of earlier counts is not used)."""
+    nothing (no stored or remembered count is used)."""
     import suites
-    from harness.costs import compare as costs
+    from harness.costs.cache import forget_counts
+    from harness.costs.compare import cost_table
 
-    costs._COUNT_CACHE.clear()
+    forget_counts()
     t0 = time.perf_counter()
-    costs.cost_table(suites.all_suites(), disk=False)
+    cost_table(suites.all_suites())
     res.count_seconds = time.perf_counter() - t0
 
 

@@ -5,8 +5,8 @@ are 21.63%.' :func:`audit_infer_batch` re-evaluates a trained model at each size
 evaluation mode ``batch`` (active: weights from a softmax over the test batch) and
 ``identity`` (deactivated), over a shuffled and a class-sorted test order (a batch of one
 class is the worst case for a batch softmax). :func:`run_audit` stores the results in the
-database under eval keys ``audit:mode=M,order=O,batch_size=B`` (:func:`audit_key`), which
-``harness.report.audit`` reads back.
+database under eval keys ``audit:mode=M,order=O,batch_size=B``
+(:func:`harness.store.evalkeys.audit_key`), which ``harness.report.audit`` reads back.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 import suites
 from harness.errors import UserError
 from harness.store.db import ResultsDB
+from harness.store.evalkeys import audit_key
 from harness.store.status import JobStatus
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -27,11 +28,6 @@ MODES = ("batch", "identity")
 ORDERS = ("shuffled", "class-sorted")
 COLUMNS = ("mode", "order", "batch_size", "effective_batch_size", "top1_err", "top5_err",
            "images")
-
-
-def audit_key(mode: str, order: str, batch_size: int) -> str:
-    """The eval key under which one audit point is stored."""
-    return f"audit:mode={mode},order={order},batch_size={batch_size}"
 
 
 def audit_infer_batch(config: dict[str, Any], results_dir: str,
@@ -44,7 +40,8 @@ def audit_infer_batch(config: dict[str, Any], results_dir: str,
     Sizes above the validation set are capped at its size (``effective_batch_size``); every
     image is scored inside a full batch (``harness.training.loop.evaluate``).
     """
-    from harness.training.loop import evaluate, load_trained
+    from harness.training.checkpoints import load_trained
+    from harness.training.loop import evaluate
     from models.ba2m import BA2M
     from models.modes import eval_mode
 

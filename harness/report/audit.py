@@ -12,12 +12,12 @@ tabulates them.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import pandas as pd
 
-_KEY = re.compile(r"audit:mode=(?P<mode>[\w-]+),order=(?P<order>[\w-]+),batch_size=(?P<b>\d+)")
+from harness.store.evalkeys import parse_audit_key
+
 COLUMNS = ("mode", "order", "batch_size", "effective_batch_size", "top1_err", "top5_err",
            "images")
 
@@ -26,13 +26,14 @@ def stored_audit(evals: pd.DataFrame) -> pd.DataFrame:
     """Audit points stored in ``ResultsDB.eval_frame()`` rows, parsed."""
     rows = []
     for e in evals.itertuples(index=False):
-        m = _KEY.fullmatch(str(e.eval_key))
-        if m is None:
+        point = parse_audit_key(str(e.eval_key))
+        if point is None:
             continue
         extra = e.extra if isinstance(e.extra, dict) else {}
-        rows.append({"job_id": int(e.job_id), "seed": int(e.seed), "mode": m["mode"],
-                     "order": m["order"], "batch_size": int(m["b"]),
-                     "effective_batch_size": extra.get("effective_batch_size", int(m["b"])),
+        rows.append({"job_id": int(e.job_id), "seed": int(e.seed), "mode": point.mode,
+                     "order": point.order, "batch_size": point.batch_size,
+                     "effective_batch_size": extra.get("effective_batch_size",
+                                                       point.batch_size),
                      "top1_err": e.top1_err, "top5_err": e.top5_err,
                      "images": extra.get("images")})
     return pd.DataFrame(rows, columns=["job_id", "seed", *COLUMNS])

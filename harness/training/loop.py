@@ -24,7 +24,6 @@ from torch import nn
 
 from harness.training.checkpoints import Checkpoint
 # importable from here too, where callers looked for them before checkpoints.py existed
-from harness.training.checkpoints import checkpoint_for, load_trained  # noqa: F401
 from harness.training.data import Data
 from harness.training.devicedata import DeviceBatches
 from harness.training.job import build_job_model, open_job_data
