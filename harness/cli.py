@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError
 
 import suites
 from harness.errors import RunFailure, UserError, database_failure
+from harness.execute.options import RunOptions
+from harness.store.status import JobStatus
 
 app = typer.Typer(
     add_completion=False,
@@ -158,48 +160,70 @@ def paper(
     emit(pd.DataFrame(values), fmt, "Values printed in the paper")
 
 
+_WHAT, _HOW_MUCH, _WHERE, _SCALE = "What to run", "How much", "Where", "Scale"
+
+
 @app.command()
 @friendly
 def run(
     suite: str = typer.Argument(..., help="Suite name, e.g. table5 (see `ba2m-bench suites`)."),
-    profile: str = typer.Option("smoke", "--profile", "-p", help="paper, short or smoke."),
-    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
-    results_dir: str = typer.Option("results", "--results-dir", help="Checkpoints folder root."),
-    gpus: str = typer.Option(None, "--gpus", help="This machine's GPUs for the local "
-                             "backend: all (default), none, or ids like 0,1."),
-    jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Concurrent jobs per GPU."),
-    seeds: int = typer.Option(None, "--seeds", help="Seeds per row (paper: 5)."),
-    epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),
-    only: str = typer.Option(None, "--only", help="Row filter, e.g. method=ba2m,setting=R=16."),
-    dataset: str = typer.Option(None, "--dataset", help="Data provider instead of the suite's."),
-    data_root: str = typer.Option(None, "--data-root", help="Where the dataset lives."),
-    download: bool = typer.Option(False, "--download", help="Download CIFAR if missing."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run FAILED jobs again."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the jobs; run nothing."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No live display."),
-    compile_model: bool = typer.Option(False, "--compile",
-                                       help="torch.compile the model (off by default)."),
+    profile: str = typer.Option("smoke", "--profile", "-p", help="paper, short or smoke.",
+                                rich_help_panel=_WHAT),
+    only: str = typer.Option(None, "--only", help="Row filter, e.g. method=ba2m,setting=R=16.",
+                             rich_help_panel=_WHAT),
     sets: list[str] = typer.Option(None, "--set", help="[FILTER:]KEY=VALUE config override, "
-                                   "e.g. model.options.reduction=16 (repeatable)."),
-    backend: str = typer.Option("local", "--backend", help="local or ray."),
-    ray_address: str = typer.Option(None, "--ray-address",
-                                    help="Ray cluster: auto or HOST:PORT (default: a local Ray)."),
+                                   "e.g. model.options.reduction=16 (repeatable).",
+                                   rich_help_panel=_WHAT),
+    dataset: str = typer.Option(None, "--dataset", help="Data provider instead of the suite's.",
+                                rich_help_panel=_WHAT),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run FAILED jobs again.",
+                                      rich_help_panel=_WHAT),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the jobs; run nothing.",
+                                 rich_help_panel=_WHAT),
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per row (paper: 5).",
+                              rich_help_panel=_HOW_MUCH),
+    epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs.",
+                               rich_help_panel=_HOW_MUCH),
+    batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size.",
+                                   rich_help_panel=_HOW_MUCH),
+    db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path.",
+                           rich_help_panel=_WHERE),
+    results_dir: str = typer.Option(RunOptions.results_dir, "--results-dir",
+                                    help="Checkpoints folder root.", rich_help_panel=_WHERE),
+    data_root: str = typer.Option(None, "--data-root", help="Where the dataset lives.",
+                                  rich_help_panel=_WHERE),
+    download: bool = typer.Option(False, "--download", help="Download CIFAR if missing.",
+                                  rich_help_panel=_WHERE),
+    backend: str = typer.Option(RunOptions.backend, "--backend", help="local or ray.",
+                                rich_help_panel=_SCALE),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster: auto or "
+                                    "HOST:PORT (default: a local Ray).", rich_help_panel=_SCALE),
+    gpus: str = typer.Option(None, "--gpus", help="This machine's GPUs for the local backend: "
+                             "all (default), none, or ids like 0,1.", rich_help_panel=_SCALE),
+    jobs_per_gpu: int = typer.Option(RunOptions.jobs_per_gpu, "--jobs-per-gpu",
+                                     help="Concurrent jobs per GPU.", rich_help_panel=_SCALE),
     gpus_per_job: int = typer.Option(None, "--gpus-per-job",
                                      help="Data-parallel processes (GPUs) per job; default the "
                                      "recipe's (ImageNet 8, CIFAR 1; smoke 1). See "
-                                     "docs/distributed.md."),
+                                     "docs/distributed.md.", rich_help_panel=_SCALE),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (off "
+                                       "by default).", rich_help_panel=_SCALE),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live display."),
 ) -> None:
     """Run a suite's jobs (resumable: re-run the same command after a stop)."""
-    from harness.execute.runner import RunOptions, plan, run_suite
+    from harness.execute.runner import plan, run_suite
 
     if gpus is not None and backend == "ray":
         raise UserError("--gpus chooses this machine's GPUs for --backend local; with --backend "
                         "ray the cluster places each job on its GPUs: leave out --gpus")
-    opts = RunOptions(profile, db, results_dir, gpus or "all", jobs_per_gpu, seeds, epochs,
-                      batch_size, only, dataset, retry_failed, data_root, download, dry_run,
-                      progress=not no_progress, compile=compile_model, sets=tuple(sets or ()),
-                      backend=backend, ray_address=ray_address, gpus_per_job=gpus_per_job)
+    given = {"gpus": gpus} if gpus is not None else {}
+    opts = RunOptions(profile=profile, only=only, sets=tuple(sets or ()), dataset=dataset,
+                      retry_failed=retry_failed, seeds=seeds, epochs=epochs,
+                      batch_size=batch_size, db_url=db, results_dir=results_dir,
+                      data_root=data_root, download=download, backend=backend,
+                      ray_address=ray_address, jobs_per_gpu=jobs_per_gpu,
+                      gpus_per_job=gpus_per_job, compile=compile_model,
+                      progress=not no_progress, **given)
     if dry_run:
         jobs = plan(suite, opts)
         frame = pd.DataFrame([{"label": j.label, "seed": j.seed, "config_hash": j.config_hash,
@@ -215,10 +239,10 @@ def run(
                       f"({'; '.join(reasons)}).", markup=False, highlight=False)
     for f in failures:
         console.print(f"FAILED {f['label']}: {f['reason']}", markup=False, highlight=False)
-    unfinished = summary.get("PENDING", 0) + summary.get("RUNNING", 0)
+    unfinished = summary[JobStatus.PENDING] + summary[JobStatus.RUNNING]
     if unfinished:
-        console.print(f"{unfinished} job(s) unfinished (their workers stopped); re-run the same "
-                      "command to resume them")
+        console.print(f"{unfinished} job(s) of this run unfinished (their workers stopped); "
+                      "re-run the same command to resume them")
     if failures or unfinished:
         raise typer.Exit(1)
 
@@ -234,7 +258,7 @@ def status(
 
     if suite is not None and suite not in suites.NAMES:
         raise UserError(str(suites.UnknownSuiteError(suite)))
-    with ResultsDB(db) as rdb:
+    with ResultsDB(db, read_only=True) as rdb:
         counts = rdb.status_counts(suite)
         console.print(f"{suite or 'all suites'}: " + ", ".join(
             f"{n} {s.lower()}" for s, n in counts.items()))

@@ -214,7 +214,7 @@ class BA2M(nn.Module):
             (reference). All three compute the same function.
     """
 
-    #: Its output depends on the other samples of the batch (harness/counting.py counts it
+    #: Its output depends on the other samples of the batch (harness/costs/counting.py counts it
     #: at batch 2: at batch 1 the module returns its input scaled by exactly 1 + 1 or 1).
     batch_dependent = True
 
