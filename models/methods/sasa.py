@@ -83,7 +83,7 @@ class LocalSelfAttention(nn.Module):
         The row half of q meets the k row embeddings and the column half the k column
         embeddings (k * d_out/2 MACs each per pixel); the sum over (a, b) is a broadcast addition.
         Written as matmuls, which fvcore counts exactly (its einsum count is rounded)."""
-        half, k = self.dh // 2, self.kernel_size
+        half = self.dh // 2
         rows = torch.matmul(q[..., :half], self.rel_row.permute(1, 2, 0))  # N, HW, heads, 1, k
         cols = torch.matmul(q[..., half:], self.rel_col.permute(1, 2, 0))
         return (rows[..., :, None] + cols[..., None, :]).flatten(-2)
