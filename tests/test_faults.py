@@ -281,7 +281,7 @@ def test_a_diverging_job_fails_alone_and_retry_failed_runs_it_again(tmp_path: Pa
     nan = ("--set", "setting=inside:train.lr=1e12", "--epochs", "1")
     first = finish(tmp_path, *nan)
     assert first.returncode == 1
-    assert "FAILED ResNet-50 / ba2m / inside: diverged at epoch 1" in first.stdout, first.stdout
+    assert "FAILED ResNet-20 / ba2m / inside: diverged at epoch 1" in first.stdout, first.stdout
     status = subprocess.run([sys.executable, "-m", "harness", "status", "table7", "--db",
                              str(tmp_path / "db.sqlite")], capture_output=True, text=True)
     assert "1 completed, 1 failed" in status.stdout
