@@ -40,7 +40,7 @@ class Stopped(RuntimeError):
     """Training was asked to stop (interrupt, or the job was reclaimed elsewhere)."""
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Hooks:
     """How a training run reports; every hook is optional."""
 
