@@ -3,15 +3,13 @@ against its paper's formula, reference implementations, memory at CIFAR size, BA
 
 from __future__ import annotations
 
-import resource
-import time
-
 import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
+from harness.bench import memory_of
 from harness.costs.counting import sdpa_flop_jit
 from models import ModelConfigError, build_model
 from models.methods.aa import AAConv, aa, aa_depths
@@ -133,15 +131,14 @@ def test_cifar_resnet50_shape_gradients_and_memory(
     method: str, kind: type[nn.Module], batch: int
 ) -> None:
     """Output shape at batch 2; forward + backward on the CPU (at batch 8 for the attention
-    methods, whose memory grows with the map size) reaching every new parameter."""
+    methods, whose memory grows with the map size) reaching every new parameter, with the
+    step's own peak of tensor memory under 4 GiB (``harness.bench.memory_of``, from the
+    allocation sizes; measured: SK 0.14, AA 1.5, SASA 2.3 GiB)."""
     model = build_model("resnet50", form="cifar", attention=method).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
-    start = time.perf_counter()
-    _grads_reach(model, kind, torch.randn(batch, 3, 32, 32))
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    assert peak_gib < 8, f"{method}: peak RSS {peak_gib:.1f} GiB"
-    assert time.perf_counter() - start < 120
+    peak, _ = memory_of(lambda: _grads_reach(model, kind, torch.randn(batch, 3, 32, 32)))
+    assert peak < 4 * 2**30, f"{method}: the step's peak tensor memory is {peak / 2**30:.2f} GiB"
 
 
 def test_sknet_unit_on_resnext29_gets_gradients() -> None:

@@ -13,32 +13,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.execute.audit import run_audit
 from harness.report import (FORMATS, build_report, consistency_flags, flags_frame,
                             generate_report, write_report)
 from harness.report.audit import stored_audit
 from harness.report.stats import summarize, t_quantile, welch_gain, within_rule
 from harness.report.tables import display_frame
+from tests.conftest import AUDIT_SIZES, SmokeDB
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-AUDIT_SIZES = (2, 256)  # 256 is capped at the 64 validation images
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A real smoke run: table7 (2 rows x 2 seeds) and infer-batch (1 job), one epoch each on
-    synthetic data; then the §III-D audit."""
-    from harness.execute.runner import RunOptions, run_suite
-
-    root = tmp_path_factory.mktemp("smoke")
-    db, results = str(root / "ba2m.sqlite"), str(root / "results")
-    common = dict(profile="smoke", db_url=db, results_dir=results, progress=False)
-    for name, extra in (("table7", {"seeds": 2}), ("infer-batch", {})):
-        counts = run_suite(name, RunOptions(**common, **extra))
-        assert counts["FAILED"] == 0, counts["failures"]
-    audit = run_audit(db, results, batch_sizes=AUDIT_SIZES)
-    audit.to_pickle(root / "audit.pkl")
-    return {"db": db, "results": results, "root": str(root), "audit": str(root / "audit.pkl")}
+def smoke(smoke_db: SmokeDB, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The session's real smoke run (tests/conftest.py): table7 (2 rows x 2 seeds) and
+    infer-batch (1 job), one epoch each on synthetic data; then the §III-D audit at
+    AUDIT_SIZES. Reports are written under this module's own folder."""
+    root = tmp_path_factory.mktemp("report")
+    smoke_db.audit.to_pickle(root / "audit.pkl")
+    return {"db": smoke_db.db, "results": smoke_db.results, "root": str(root),
+            "audit": str(root / "audit.pkl")}
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ import pytest
 from harness.store.db import ResultsDB
 from harness.execute.options import RunOptions
 from harness.execute.runner import run_suite
-from harness.training.loop import Checkpoint, Diverged, train
-from tests.conftest import SHARED_DATA, wait_for_first_epoch
+from harness.training.checkpoints import Checkpoint
+from harness.training.loop import Diverged, train
+from tests.conftest import SHARED_DATA, SmokeDB, wait_for_first_epoch
 
 
 def _opts(tmp: Path, **kw: object) -> RunOptions:
@@ -23,12 +24,15 @@ def _opts(tmp: Path, **kw: object) -> RunOptions:
                       results_dir=str(tmp / "results"), gpus="none", progress=False, **kw)
 
 
-def test_smoke_suite_end_to_end(tmp_path: Path) -> None:
-    summary = run_suite("table7", _opts(tmp_path))
-    assert summary["COMPLETED"] == 2 and not summary["failures"]
-    with ResultsDB(str(tmp_path / "db.sqlite")) as db:
+def test_smoke_suite_end_to_end(smoke_db: SmokeDB) -> None:
+    """The session's smoke run of table7 (tests/conftest.py: both rows, 2 seeds, through
+    ``run_suite`` into a temporary SQLite file), then the same run again."""
+    summary = smoke_db.summaries["table7"]
+    assert summary["COMPLETED"] == 4 and not summary["failures"]
+    with ResultsDB(smoke_db.db) as db:
         res = db.results_frame("table7")
-        assert sorted(res["label"]) == ["ResNet-50 / ba2m / between", "ResNet-50 / ba2m / inside"]
+        assert sorted(res["label"]) == ["ResNet-50 / ba2m / between"] * 2 + \
+            ["ResNet-50 / ba2m / inside"] * 2
         assert res["best_top1_err"].between(0, 100).all()
         opts = [c["model"]["options"] for c in res["config"]]
         assert {o["position"] for o in opts} == {"inside", "between"}
@@ -36,9 +40,9 @@ def test_smoke_suite_end_to_end(tmp_path: Path) -> None:
         assert (att["exit_reason"] == "completed").all() and att["git_commit"].str.len().gt(6).all()
         # a second run finds nothing to do and duplicates nothing
         before = db.content_hash()
-    again = run_suite("table7", _opts(tmp_path))
-    assert again["COMPLETED"] == 2
-    with ResultsDB(str(tmp_path / "db.sqlite")) as db:
+    again = run_suite("table7", smoke_db.options("table7"))
+    assert again["COMPLETED"] == 4
+    with ResultsDB(smoke_db.db) as db:
         assert db.content_hash() == before
 
 
