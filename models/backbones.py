@@ -220,3 +220,63 @@ CIFAR_PREACT: dict[str, Callable[..., StagedNet]] = {
     "wrn28_8": _wrn28(8),
     "wrn28_10": _wrn28(10),
 }
+
+
+class PadShortcut(nn.Module):
+    """He et al. 2016's option-A shortcut: parameter-free. Where the residual branch halves
+    the feature map and widens it, the identity takes every ``stride``-th pixel and the
+    channels it lacks are zeros (§4.1: "zero-padding shortcuts are used for increasing
+    dimensions, and all shortcuts are parameter-free"; §4.2, CIFAR: "the shortcut ... is
+    performed with a stride of 2")."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        if planes < inplanes:
+            raise ValueError(f"option-A shortcut cannot narrow {inplanes} to {planes} channels")
+        self.stride, self.extra = stride, planes - inplanes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            # F.pad pads the last dimensions first: (W, W, H, H, C, C); zeros after the channels
+            x = nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, zero_channels={self.extra}"
+
+
+#: He et al. 2016 §4.2's CIFAR ResNets: 6n + 2 layers, n basic blocks in each of three stages.
+OPTION_A_WIDTHS = (16, 32, 64)
+
+
+def option_a_resnet(n: int, num_classes: int) -> StagedNet:
+    """The CIFAR ResNet-(6n+2) of He et al. 2016 (§4.2) with option-A shortcuts: a 3x3 stem of
+    16 channels, three stages of ``n`` torchvision ``BasicBlock``s of 16, 32 and 64 channels
+    (stride 2 on the first block of stages 2 and 3), global average pooling, a linear layer.
+    Every shortcut is an identity (:class:`PadShortcut` where the shape changes): no
+    parameter besides the 3x3 convolutions, batch norms and the classifier."""
+    if n < 1:
+        raise ValueError(f"option-A ResNet needs n >= 1 blocks per stage, got {n}")
+    stages, inplanes = [], OPTION_A_WIDTHS[0]
+    for i, width in enumerate(OPTION_A_WIDTHS):
+        stride = 1 if i == 0 else 2
+        short = PadShortcut(inplanes, width, stride) if stride != 1 or inplanes != width else None
+        blocks = [BasicBlock(inplanes, width, stride, short)]
+        blocks += [BasicBlock(width, width) for _ in range(n - 1)]
+        stages.append(nn.Sequential(*blocks))
+        inplanes = width
+    return StagedNet(cifar_stem(OPTION_A_WIDTHS[0]), stages, list(OPTION_A_WIDTHS), num_classes)
+
+
+#: He et al. 2016's CIFAR ResNets with option-A shortcuts, by name -> blocks per stage (n):
+#: "resnet20a" is ResNet-20 as the paper built it (0.27 M parameters), not the zoo's
+#: "resnet20" (projection shortcuts, 0.28 M at 10 classes).
+CIFAR_OPTION_A: dict[str, int] = {
+    "resnet20a": 3,
+    "resnet32a": 5,
+    "resnet44a": 7,
+    "resnet56a": 9,
+    "resnet110a": 18,
+}

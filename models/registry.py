@@ -18,11 +18,14 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from models.backbones import (
+    CIFAR_OPTION_A,
     CIFAR_PREACT,
     CIFAR_RESNETS,
     IMAGENET_RESNETS,
+    OPTION_A_WIDTHS,
     RESIDUAL_TAIL,
     StagedNet,
+    option_a_resnet,
     resnet,
 )
 from models.lightweight import CIFAR_LIGHTWEIGHT
@@ -79,6 +82,7 @@ def architectures(form: str | None = None) -> list[tuple[str, str]]:
     """Every (form, arch) the zoo can build."""
     pairs = [("imagenet", a) for a in IMAGENET_RESNETS]
     pairs += [("cifar", a) for a in (*CIFAR_RESNETS, *CIFAR_PREACT, *CIFAR_LIGHTWEIGHT)]
+    pairs += [("cifar", a) for a in CIFAR_OPTION_A]
     return [p for p in pairs if form is None or p[0] == form]
 
 
@@ -96,6 +100,8 @@ def num_stages(arch: str, form: str) -> int:
         return len(spec.depths)
     if arch in CIFAR_LIGHTWEIGHT:
         return len(CIFAR_LIGHTWEIGHT[arch](10).stages)
+    if arch in CIFAR_OPTION_A:
+        return len(OPTION_A_WIDTHS)
     return 3
 
 
@@ -125,6 +131,10 @@ def build_backbone(arch: str, form: str, num_classes: int, **arch_options: Any) 
         return resnet(IMAGENET_RESNETS[arch], form, num_classes, **arch_options)
     if form == "cifar" and arch in CIFAR_RESNETS:
         return resnet(CIFAR_RESNETS[arch], form, num_classes, **arch_options)
+    if form == "cifar" and arch in CIFAR_OPTION_A:
+        if arch_options:
+            raise ModelConfigError(f"{arch} takes no architecture options, got {arch_options}")
+        return option_a_resnet(CIFAR_OPTION_A[arch], num_classes)
     builders = CIFAR_PREACT | CIFAR_LIGHTWEIGHT
     if form == "cifar" and arch in builders:
         if arch_options:
