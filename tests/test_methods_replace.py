@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from harness.bench import memory_of
-from harness.costs.counting import sdpa_flop_jit
+from harness.costs.counting import FlopCountAnalysis, sdpa_flop_jit
 from models import ModelConfigError, build_model
 from models.methods.aa import AAConv, aa, aa_depths
 from models.methods.sasa import LocalSelfAttention, sasa

@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
 from torch import nn
+
+# fvcore.nn's import scripts its focal losses with torch.jit.script, which torch 2.14 deprecates
+# with one FutureWarning each (five, printed by every command that counts); silenced here, for
+# this import only.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                            category=FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 
 from models.modes import eval_mode
 
