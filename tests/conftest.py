@@ -6,6 +6,8 @@
   test starts as subprocesses import this checkout's code wherever they run.
 - ``smoke_db``: one real smoke run per session (see :class:`SmokeDB`), shared by every test
   that only needs "a database with some completed smoke jobs".
+- ``pg_server`` / ``pg_url``: a PostgreSQL server and an empty database of the test's own
+  (tests/pg.py), available to every module.
 - Markers (registered in pyproject.toml): ``slow``, ``faults``, ``ray``, ``postgres``. Nothing
   is deselected by default: ``python -m pytest -q`` runs everything; ``-m "not slow"`` is the
   quick loop. Tests that use the PostgreSQL fixtures of tests/pg.py are marked ``postgres``
@@ -34,6 +36,8 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from tests.pg import pg_server, pg_url  # noqa: E402,F401 - fixtures for every test module
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

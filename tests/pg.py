@@ -1,8 +1,7 @@
 """A PostgreSQL server for tests: a session-scoped server and a fresh database per test.
 
-Usage in a test module (import both names: ``pg_url`` depends on ``pg_server``)::
-
-    from tests.pg import pg_server, pg_url  # noqa: F401  (pytest fixtures)
+Usage in a test module (tests/conftest.py makes both fixtures available everywhere, and marks
+the tests that use them ``postgres``)::
 
     def test_something(pg_url: str) -> None:
         with ResultsDB(pg_url) as db:  # an empty database of its own

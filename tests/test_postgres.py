@@ -22,7 +22,7 @@ from harness.store.connect import DatabaseError, SchemaVersionError
 from harness.store.db import ResultsDB
 from harness.store.schema import SCHEMA_VERSION, Attempt, Base, Epoch, Meta, Result
 from tests import test_db as sqlite_suite
-from tests.pg import _free_port, pg_server, pg_url  # noqa: F401  (pytest fixtures)
+from tests.pg import _free_port
 
 RESULT = sqlite_suite.RESULT
 specs = sqlite_suite.specs

@@ -18,6 +18,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+pytestmark = pytest.mark.ray
+
 from harness.store.db import ResultsDB  # noqa: E402
 from harness.errors import UserError  # noqa: E402
 from harness.execute.backends.ray import as_task, pin_devices, run_job, task_resources  # noqa: E402
@@ -52,10 +54,6 @@ def _visible(note: str) -> str:
     found = re.search(r"CUDA_VISIBLE_DEVICES=(\S*)", note or "")
     assert found, note
     return found.group(1)
-
-
-def _overlap(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
 
 
 def test_the_drivers_own_gpus_do_not_limit_ray_jobs(tmp_path: Path,
@@ -95,14 +93,10 @@ def test_smoke_suite_completes_each_job_once(cluster: Any, tmp_path: Path) -> No
         assert res["best_top1_err"].between(0, 100).all() and len(res) == 2
         att = db.attempts_frame()
         assert len(att) == 2 and (att["exit_reason"] == "completed").all()
-        # each task saw one of the two logical GPUs, and tasks that ran together saw different
-        # ones (with 4 CPUs and 2 GPUs, the two jobs run at once)
-        spans = [(r.started_at, r.ended_at, _visible(r.note)) for r in att.itertuples()]
-        assert all(v in ("0", "1") for _, _, v in spans)
-        for i, a in enumerate(spans):
-            for b in spans[i + 1:]:
-                if _overlap(a, b):
-                    assert a[2] != b[2], spans
+        # each job's task saw exactly one of the two logical GPUs, in a worker of its own
+        # (that tasks holding GPUs at once never share one: test_gpu_slots_never_collide)
+        assert all(_visible(note) in ("0", "1") for note in att["note"]), list(att["note"])
+        assert att["worker"].nunique() == 2, list(att["worker"])
         before = db.content_hash()
     again = run_suite("table7", _opts(tmp_path, sets=SMALL))  # nothing to do: no task, no change
     assert again["COMPLETED"] == 2
@@ -110,34 +104,64 @@ def test_smoke_suite_completes_each_job_once(cluster: Any, tmp_path: Path) -> No
         assert db.content_hash() == before
 
 
-def test_gpu_slots_never_collide(cluster: Any) -> None:
-    """Four one-GPU tasks, each holding its GPU for a while, through the backend's own resource
-    request; then a CPU task, which sees no GPU."""
+@ray.remote(num_cpus=0)
+class _Ledger:
+    """Which task holds which GPU now (tasks take before they work and give back after): a
+    record of events, not of clock times."""
 
-    def _probe(num_gpus: float, hold_s: float) -> dict[str, Any]:  # pickled by value
-        start, before = time.time(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    def __init__(self) -> None:
+        self.held: dict[int, str] = {}
+        self.most = 0
+        self.collisions: list[tuple[int, str, dict[int, str]]] = []
+
+    def take(self, task: int, gpu: str) -> None:
+        if gpu in self.held.values():
+            self.collisions.append((task, gpu, dict(self.held)))
+        self.held[task] = gpu
+        self.most = max(self.most, len(self.held))
+
+    def give(self, task: int) -> None:
+        del self.held[task]
+
+    def most_at_once(self) -> int:
+        return self.most
+
+    def report(self) -> tuple[int, list[tuple[int, str, dict[int, str]]]]:
+        return self.most, self.collisions
+
+
+def test_gpu_slots_never_collide(cluster: Any) -> None:
+    """Four one-GPU tasks through the backend's own resource request, on 4 CPUs and 2 GPUs:
+    each records in a ledger (a Ray actor) the GPU it holds while it holds it. No task ever
+    took a GPU another task held, never more than two held one at once, and two did (the
+    first waits, up to a minute, until a second task holds a GPU beside it: the collision
+    check did see tasks side by side). Then a CPU task, which sees no GPU."""
+
+    def _probe(num_gpus: float, ledger: Any = None, task: int = 0) -> dict[str, Any]:
+        before = os.environ.get("CUDA_VISIBLE_DEVICES")  # (pickled by value)
         visible = pin_devices(num_gpus)
-        time.sleep(hold_s)
-        return {"start": start, "end": time.time(), "visible": visible, "before": before,
-                "env": os.environ["CUDA_VISIBLE_DEVICES"]}
+        if ledger is not None:
+            ray.get(ledger.take.remote(task, visible))
+            deadline = time.monotonic() + 60
+            while ray.get(ledger.most_at_once.remote()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)  # still holding: a queued task may start on the other GPU
+            ray.get(ledger.give.remote(task))
+        return {"visible": visible, "before": before, "env": os.environ["CUDA_VISIBLE_DEVICES"]}
 
     probe = as_task(_probe)
+    ledger = _Ledger.remote()
     gpu = task_resources({"train": {"pipeline": "device"}}, cluster_gpus=2)  # 1 CPU each:
     # the 4 CPUs would let all four run at once; only the 2 GPUs keep them two by two
-    runs = ray.get([probe.options(**gpu).remote(gpu["num_gpus"], 1.0) for _ in range(4)])
-    spans = [(r["start"], r["end"], r["visible"]) for r in runs]
-    assert {v for _, _, v in spans} == {"0", "1"} and all(r["env"] == r["visible"] for r in runs)
-    concurrent = 0
-    for i, a in enumerate(spans):
-        for b in spans[i + 1:]:
-            if _overlap(a, b):
-                concurrent += 1
-                assert a[2] != b[2], spans
-    assert concurrent >= 1  # the check above did see tasks running side by side
+    runs = ray.get([probe.options(**gpu).remote(gpu["num_gpus"], ledger, k) for k in range(4)])
+    assert {r["visible"] for r in runs} == {"0", "1"}
+    assert all(r["env"] == r["visible"] for r in runs)
+    most, collisions = ray.get(ledger.report.remote())
+    assert collisions == [] and most == 2, (most, collisions)
     # a CPU task sees no GPU, even in a worker that inherited a CUDA_VISIBLE_DEVICES
     cpu = task_resources({"train": {}}, cluster_gpus=0)
     inherited = {"env_vars": {"CUDA_VISIBLE_DEVICES": "1"}}
-    res = ray.get(probe.options(**cpu, runtime_env=inherited).remote(cpu["num_gpus"], 0))
+    res = ray.get(probe.options(**cpu, runtime_env=inherited).remote(cpu["num_gpus"]))
     assert res["before"] == "1" and res["visible"] == "" and res["env"] == ""
 
 
@@ -229,9 +253,6 @@ def test_task_reports_a_database_it_cannot_see(cluster: Any, tmp_path: Path) -> 
                         for u in (absent, empty)])
     assert [o[0] for o in outcomes] == ["missing", "missing"]
     assert not (tmp_path / "elsewhere.sqlite").exists()
-
-
-from tests.pg import pg_server, pg_url  # noqa: E402,F401 - fixtures
 
 
 def test_two_drivers_on_one_ray_cluster_into_postgresql(cluster: Any, pg_url: str,
