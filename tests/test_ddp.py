@@ -192,6 +192,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_two_process_job_completes_and_records_its_scope(runs: dict[str, Any],
                                                          scope: str) -> None:
@@ -207,6 +208,7 @@ def test_two_process_job_completes_and_records_its_scope(runs: dict[str, Any],
     assert "world_size" not in runs["one"]["result"]  # one process: the result is unchanged
 
 
+@pytest.mark.slow
 def test_two_process_loss_trajectory_tracks_one_process(runs: dict[str, Any]) -> None:
     """Same samples per step and the same update rule: the 2-process losses follow the
     1-process ones. Not equal: each process's BatchNorm (and, for the local scope, BA²M's
@@ -227,6 +229,7 @@ def test_two_process_loss_trajectory_tracks_one_process(runs: dict[str, Any]) ->
         assert all(m["lr"] == 0.02 for m in runs[key]["epochs"])
 
 
+@pytest.mark.slow
 def test_two_process_job_stops_cleanly_then_resumes_to_the_same_numbers(
         runs: dict[str, Any], tmp_path: Path) -> None:
     """Stopped after epoch 1 (the runner's should_stop): the other rank is gone; the rerun
@@ -347,6 +350,7 @@ def _session(sid: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_cli_two_process_job_interrupted_then_resumed_into_one_row(tmp_path: Path) -> None:
     """Ctrl-C during a 2-process job releases it and leaves no process of the run alive; the
     rerun resumes it from rank 0's checkpoint and stores one result row saying how it ran."""

@@ -156,6 +156,7 @@ def _params(cases: dict[str, Case], device: str) -> list:
     return [pytest.param(key, device, id=f"{c.test_id}-{device}") for key, c in cases.items()]
 
 
+@pytest.mark.slow  # the module's checks, all run at the first (about 100 CPU-seconds)
 @pytest.mark.parametrize(("key", "device"), _params(CASES, "meta") + _params(SIZED, "cpu"))
 def test_row_builds_and_steps_at_its_input_size(
     key: str, device: str, outcomes: dict[tuple[str, str], str | None]

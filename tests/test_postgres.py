@@ -209,6 +209,7 @@ def test_missing_driver_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # -------------------------------------------------------------- two drivers, one database
+@pytest.mark.slow
 def test_two_run_drivers_share_the_database(pg_url: str, tmp_path: Path) -> None:
     """Two ``run table7`` commands started at once: each job trains once, both exit 0.
 

@@ -83,6 +83,7 @@ def test_task_resources() -> None:
     assert task_resources({"train": {"gpus": 2}}, 0)["num_gpus"] == 0
 
 
+@pytest.mark.slow
 def test_smoke_suite_completes_each_job_once(cluster: Any, tmp_path: Path) -> None:
     summary = run_suite("table7", _opts(tmp_path, sets=SMALL))
     assert summary["COMPLETED"] == 2 and not summary["failures"]
@@ -193,6 +194,7 @@ def _wait_running(db_path: Path, thread: threading.Thread, out: dict[str, Any]) 
     raise AssertionError("no job started running")
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_and_completes_once(cluster: Any, tmp_path: Path) -> None:
     opts = _opts(tmp_path, only="setting=between", sets=SMALL)
     thread, out = _run_in_thread(opts)
@@ -214,6 +216,7 @@ def test_killed_worker_is_retried_and_completes_once(cluster: Any, tmp_path: Pat
         assert att["exit_reason"].iloc[1] == "completed"
 
 
+@pytest.mark.slow
 def test_cancel_releases_the_job(cluster: Any, tmp_path: Path) -> None:
     """What Ctrl-C does: ray.cancel interrupts the task, which gives its job back."""
     from harness.store.db import JobSpec
@@ -240,6 +243,7 @@ def test_cancel_releases_the_job(cluster: Any, tmp_path: Path) -> None:
         assert db.attempts_frame()["exit_reason"].tolist() == ["interrupted"]
 
 
+@pytest.mark.slow
 def test_task_reports_a_database_it_cannot_see(cluster: Any, tmp_path: Path) -> None:
     """A worker that opens another database than the run's (a SQLite path on another
     machine, an empty database) says so instead of running nothing silently."""
@@ -255,6 +259,7 @@ def test_task_reports_a_database_it_cannot_see(cluster: Any, tmp_path: Path) -> 
     assert not (tmp_path / "elsewhere.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_two_drivers_on_one_ray_cluster_into_postgresql(cluster: Any, pg_url: str,
                                                         tmp_path: Path) -> None:
     """The scale issue's acceptance test: two `ba2m-bench run --backend ray` drivers started at

@@ -62,6 +62,7 @@ def _cli(tmp: Path, *extra: str) -> list[str]:
             "--db", str(tmp / "db.sqlite"), "--results-dir", str(tmp / "results"), *extra]
 
 
+@pytest.mark.slow
 def test_interrupt_then_rerun_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     proc = subprocess.Popen(_cli(tmp_path), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -108,6 +109,7 @@ def test_diverging_job_raises_with_the_epoch(tmp_path: Path) -> None:
         train(config, Checkpoint(tmp_path / "c.pt"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10-test").is_dir(),
                     reason="../shared/data/cifar10-test is absent")
 def test_learns_real_images_through_the_image_folder_provider(tmp_path: Path) -> None:
