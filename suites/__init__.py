@@ -3,7 +3,8 @@
 
 Adding a table is adding one module: its name, paper numbering, rows, figures and headline
 statistic are all in its ``SUITE``. Suites are listed in the paper's order, derived from their
-numbering: tables by numeral, then figures by number, then sections of the text ("III-D").
+numbering: tables by numeral, then figures by number, then sections of the text ("III-D"), then
+suites that declare another paper's table (``he2016``, a published anchor).
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ def roman_value(numeral: str) -> int | None:
 
 
 def paper_order(suite: Suite) -> tuple[int, float, str]:
-    """Sort key: tables by numeral, then figures ("Fig. 5") by number, then the rest."""
+    """Sort key: tables by numeral, then figures ("Fig. 5") by number, then sections of the
+    text ("III-D"), then suites from other papers ("He et al. 2016")."""
     numeral = roman_value(suite.table)
     if numeral is not None:
         return (0, numeral, suite.table)
     fig = re.fullmatch(r"Fig\. *(\d+)", suite.table)
     if fig:
         return (1, int(fig[1]), suite.table)
-    return (2, 0, suite.table)
+    section = re.fullmatch(r"([IVXLC]+)-[A-Z]", suite.table)
+    return (2, 0, suite.table) if section and roman_value(section[1]) else (3, 0, suite.table)
 
 
 @cache

@@ -53,4 +53,30 @@ IMAGENET_BAM = Recipe(
     },
 )
 
-RECIPES = {r.name: r for r in (CIFAR_STANDARD, IMAGENET_BAM)}
+HE2016_CIFAR10 = Recipe(
+    name="he2016-cifar10",
+    epochs=164,
+    batch_size=128,
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    milestones=(82, 123),
+    gamma=0.1,
+    augment="crop-flip",
+    sources={
+        "batch_size": "He et al. 2016 (CVPR), 4.2: 'trained with a mini-batch size of 128'",
+        "lr": "He et al. 2016, 4.2: 'We start with a learning rate of 0.1'",
+        "milestones": "He et al. 2016, 4.2: 'divide it by 10 at 32k and 48k iterations' = epochs "
+        "82 and 123 at 50,000 images / 128 per batch",
+        "epochs": "He et al. 2016, 4.2: 'terminate training at 64k iterations' = 164 epochs",
+        "weight_decay": "He et al. 2016, 4.2: 'a weight decay of 0.0001'",
+        "momentum": "He et al. 2016, 4.2: 'momentum of 0.9'",
+        "augment": "He et al. 2016, 4.2: '4 pixels are padded on each side, and a 32x32 crop is "
+        "randomly sampled from the padded image or its horizontal flip'; test: the single view "
+        "of the original 32x32 image",
+        "not followed": "ResNet-110's warm-up ('0.01 ... until the training error is below 80% "
+        "(about 400 iterations), and then go back to 0.1'): the harness has no warm-up",
+    },
+)
+
+RECIPES = {r.name: r for r in (CIFAR_STANDARD, IMAGENET_BAM, HE2016_CIFAR10)}

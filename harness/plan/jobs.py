@@ -21,16 +21,17 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from harness.plan.spec import ModelSpec, NotAvailableError, check_available, model_spec, stable_hash
+from harness.plan.spec import (DATASET_CLASSES, ModelSpec, NotAvailableError, check_available,
+                                model_spec, stable_hash)
 from harness.errors import UserError
 from harness.plan.overrides import Overrides
 from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
 
-#: Classes of each real dataset (the synthetic provider makes ``SMOKE_CLASSES``). Any other
-#: provider (image-folder) has the classes of its data: ``expand``'s ``count_classes`` reads
-#: them, and the job's config records them (``data.num_classes`` and ``model.num_classes``).
-DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
+#: ``DATASET_CLASSES`` (``harness.plan.spec``): classes of each real dataset (the synthetic
+#: provider makes ``SMOKE_CLASSES``). Any other provider (image-folder) has the classes of its
+#: data: ``expand``'s ``count_classes`` reads them, and the job's config records them
+#: (``data.num_classes`` and ``model.num_classes``).
 SMOKE_CLASSES = 10
 
 #: Opens the data a data config names (where the files live is the caller's) and returns
@@ -63,6 +64,9 @@ class Profile:
 PROFILES = {
     "paper": Profile(name="paper", comparable=True),
     "short": Profile(name="short", comparable=False, epoch_fraction=0.25),
+    # a first real run on a CPU (docs/he2016.md): a class-balanced 10,000 of the training
+    # images, every test image, a few epochs (the recipe's lr steps scaled to them), 3 seeds
+    "mini": Profile(name="mini", comparable=False, epochs=4, train_size=10_000, seeds=3, gpus=1),
     "smoke": Profile(
         name="smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
         train_size=64, val_size=32, seeds=1, image_size={"cifar": 16, "imagenet": 64},

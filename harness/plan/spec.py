@@ -25,6 +25,11 @@ from models.registry import (
 from suites.base import Row, Suite
 
 
+#: Classes of each real dataset a suite may declare. A suite's models are built (and counted)
+#: with its dataset's classes, the form's default (``DEFAULT_CLASSES``) for any other.
+DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
+
+
 class NotAvailableError(RuntimeError):
     """A row whose parts the harness does not have yet; never replaced by a fake result."""
 
@@ -84,7 +89,7 @@ class ModelSpec:
 
 
 def model_spec(suite: Suite, row: Row, num_classes: int | None = None) -> ModelSpec:
-    """The model of ``row`` in ``suite`` (paper's class count unless given)."""
+    """The model of ``row`` in ``suite`` (its dataset's class count unless given)."""
     if row.arch is None:
         raise NotAvailableError(f"not yet available: {row.label} has no backbone in the zoo")
     attention = None if row.method == "baseline" else row.method
@@ -93,7 +98,9 @@ def model_spec(suite: Suite, row: Row, num_classes: int | None = None) -> ModelS
     except ModelConfigError:
         options = dict(row.model)  # unknown method: check_available says what is missing
     return ModelSpec(
-        row.arch, suite.form, num_classes or DEFAULT_CLASSES[suite.form], attention, options
+        row.arch, suite.form,
+        num_classes or DATASET_CLASSES.get(suite.dataset) or DEFAULT_CLASSES[suite.form],
+        attention, options,
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+import suites
 from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.paths import inside
@@ -116,10 +117,11 @@ def _flat(col: object) -> str:
 
 
 def short_name(table: str) -> str:
-    """"V" -> "Table V", "Fig. 5" as is, "III-D" -> "§III-D"."""
-    if table.startswith("Fig"):
-        return table
-    return "§III-D" if table == "III-D" else f"Table {table}"
+    """"V" -> "Table V", "III-D" -> "§III-D"; any other numbering ("Fig. 5", "He et al.
+    2016") as is."""
+    if table == "III-D":
+        return "§III-D"
+    return f"Table {table}" if suites.roman_value(table) is not None else table
 
 
 def _title(sr: SuiteReport) -> str:

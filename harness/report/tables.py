@@ -4,7 +4,8 @@ A row's jobs are found by content, not by the suite they were run under: a job b
 row when its model (architecture, form, attention and every option; not the class count),
 recipe and extra evaluations are the row's. Tables I and XI, or VII 'between' and VIII R=32,
 therefore share results. Of the matching jobs the report uses one group (one config without
-the seed): the most comparable profile (paper > short > smoke), then the most completed seeds.
+the seed): the most comparable profile (paper > short > mini > smoke), then the most completed
+seeds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from harness.report.stats import RULE, Summary, summarize, within_rule
 from suites.base import Row, Suite
 
 #: Profiles from most to least comparable with the paper.
-PROFILE_RANK = {"paper": 0, "short": 1, "smoke": 2}
+PROFILE_RANK = {"paper": 0, "short": 1, "mini": 2, "smoke": 3}
 ERROR_METRICS = ("err", "top1_err", "top5_err")
 COST_METRICS = ("params_m", "flops_g")
 METRIC_LABELS = {
