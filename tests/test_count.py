@@ -19,6 +19,14 @@ runner = CliRunner()
 BASELINES = ["I", "II", "XII"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _every_row_counted_once() -> None:
+    """Every runnable row of every suite counted up front, in one pool of processes: the
+    tests' cost tables then read the counts this process remembers (harness.costs.cache)
+    instead of each starting a pool of its own for its tables."""
+    cost_table(suites.all_suites())
+
+
 def test_attention_products_are_counted_and_fused_equals_reference() -> None:
     fast = count(build_model("resnet50", form="cifar", attention="ba2m", gsa_impl="sdpa"), 32)
     ref = count(build_model("resnet50", form="cifar", attention="ba2m", gsa_impl="matmul"), 32)
