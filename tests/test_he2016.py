@@ -91,6 +91,7 @@ def test_the_suite_expands_under_every_profile(name: str) -> None:
     if name == "mini":
         assert jobs[0].config["data"] == {"provider": "cifar10", "train_size": 10_000}
         assert not jobs[0].config["comparable"] and seeds == 3
+        assert (train["epochs"], train["milestones"], train["lr"]) == (3, [2], 0.1)
 
 
 def test_the_mini_reproduction_plans_six_jobs_on_an_image_folder() -> None:
@@ -143,8 +144,8 @@ TRAIN_ZIP = SHARED_DATA / "cifar10-train.zip"
 TEST_DIR = SHARED_DATA / "cifar10-test"
 #: The small version: 5,000 training images (500 a class) from the zip, 1,000 test images
 #: (100 a class), ResNet-20 (option A) baseline, 4 epochs of the mini profile's recipe with
-#: its lr step after epoch 3 (lr 0.1, 0.1, 0.1, 0.01; the profile's own steps at 4 epochs,
-#: after epochs 2 and 3, leave too little at 0.1 for so few images).
+#: its lr step after epoch 3 (lr 0.1, 0.1, 0.1, 0.01: the recipe's steps scaled to 4 epochs
+#: fall after epochs 2 and 3, which leaves too little at 0.1 for so few images).
 SMALL_TRAIN, SMALL_TEST, SMALL_EPOCHS, SMALL_MILESTONES = 500, 100, 4, "[3]"
 #: Stated bound: best-epoch test error (%); 10-class chance is 90 %. It reached 55.5 %
 #: (docs/he2016.md).

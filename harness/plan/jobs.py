@@ -66,7 +66,7 @@ PROFILES = {
     "short": Profile(name="short", comparable=False, epoch_fraction=0.25),
     # a first real run on a CPU (docs/he2016.md): a class-balanced 10,000 of the training
     # images, every test image, a few epochs (the recipe's lr steps scaled to them), 3 seeds
-    "mini": Profile(name="mini", comparable=False, epochs=4, train_size=10_000, seeds=3, gpus=1),
+    "mini": Profile(name="mini", comparable=False, epochs=3, train_size=10_000, seeds=3, gpus=1),
     "smoke": Profile(
         name="smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
         train_size=64, val_size=32, seeds=1, image_size={"cifar": 16, "imagenet": 64},

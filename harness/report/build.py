@@ -67,9 +67,11 @@ class Report:
         flagged = [s.name for s in self.suites if s.banner]
         if not flagged:
             return None
-        return ("NOT COMPARABLE WITH THE PAPER: " + ", ".join(flagged) + " use smoke/short "
-                "profile results (synthetic or shortened training). Their numbers test the "
-                "pipeline; they are not reproductions of the paper's values.")
+        return ("NOT COMPARABLE WITH THE PAPER: " + ", ".join(flagged) + " use results of "
+                "another experiment than the paper's (smoke, short or mini profile: synthetic, "
+                "fewer images or shortened training; or --set, --dataset, --epochs; each table "
+                "says which). Their numbers test the pipeline; they are not reproductions of "
+                "the paper's values.")
 
 
 def resolve_names(names: Sequence[str] | None) -> list[str]:
