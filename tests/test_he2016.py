@@ -26,6 +26,7 @@ from harness.plan.overrides import Overrides
 from harness.plan.spec import model_spec
 from harness.store.db import ResultsDB
 from models import build_model
+from models.registry import attention_spec
 from models.backbones import CIFAR_OPTION_A, PadShortcut
 from suites.he2016 import PRINTED
 from tests.conftest import SHARED_DATA
@@ -67,6 +68,29 @@ def test_shortcuts_are_parameter_free_identities() -> None:
     assert torch.equal(y[:, :16], x[:, :, ::2, ::2]) and not y[:, 16:].any()
     # the zoo's resnet20 (projection shortcuts) is unchanged and a different network
     assert _params(build_model("resnet20", form="cifar", num_classes=10)) == 272_474
+
+
+@pytest.mark.parametrize(("attention", "options", "modules"), [
+    ("ba2m", {}, 3),  # after each of the three stages
+    ("ba2m", {"position": "inside"}, 9),  # on every block's bn2, as on the zoo's resnet20
+    ("se", {}, 9),
+    ("cbam", {}, 9),
+    ("bam", {}, 2),  # between stages 1-2 and 2-3
+])
+def test_attention_attaches_as_on_the_other_cifar_resnets(attention: str, options: dict,
+                                                          modules: int) -> None:
+    method = attention_spec(attention).factory
+
+    def placed(arch: str) -> list[str]:
+        with torch.device("meta"):
+            model = build_model(arch, form="cifar", num_classes=10, attention=attention,
+                                **options)
+        return [name for name, m in model.named_modules() if isinstance(m, method)]
+
+    ours, zoo = placed("resnet20a"), placed("resnet20")
+    assert ours == zoo and len(ours) == modules, ours
+    with pytest.raises(ValueError, match="bottleneck"):
+        build_model("resnet20a", form="cifar", attention="sk")
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
