@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -167,7 +168,8 @@ _WHAT, _HOW_MUCH, _WHERE, _SCALE = "What to run", "How much", "Where", "Scale"
 @friendly
 def run(
     suite: str = typer.Argument(..., help="Suite name, e.g. table5 (see `ba2m-bench suites`)."),
-    profile: str = typer.Option("smoke", "--profile", "-p", help="paper, short or smoke.",
+    profile: str = typer.Option(RunOptions.profile, "--profile", "-p",
+                                help="paper, short, mini or smoke.",
                                 rich_help_panel=_WHAT),
     only: str = typer.Option(None, "--only", help="Row filter, e.g. method=ba2m,setting=R=16.",
                              rich_help_panel=_WHAT),
@@ -346,6 +348,9 @@ def audit(
 ) -> None:
     """§III-D claims audit: test error of trained BA²M models at each test batch size, in both
     evaluation modes, with shuffled and class-sorted batches (stored for the report)."""
+    # OpenMP threads that sleep when idle, as the runner's workers have (a busy machine's
+    # audit otherwise runs several times slower); set it yourself to choose otherwise
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from harness.execute.audit import audited_suites, run_audit
 
     try:

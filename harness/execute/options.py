@@ -14,7 +14,7 @@ class RunOptions:
     """Every setting of a run, each with its one default (the CLI's ``run --help``)."""
 
     # what to run
-    profile: str = "smoke"  # paper, short or smoke (harness.plan.jobs.PROFILES)
+    profile: str = "smoke"  # paper, short, mini or smoke (harness.plan.jobs.PROFILES)
     only: str | None = None  # row filter, e.g. "method=ba2m,setting=R=16"
     sets: tuple[str, ...] = ()  # --set [FILTER:]KEY=VALUE overrides of the jobs' configs
     dataset: str | None = None  # a data provider instead of the suite's
