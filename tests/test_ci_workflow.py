@@ -23,7 +23,8 @@ def test_the_workflow_has_the_steps_of_ci_run() -> None:
         assert command in local, f".ci/run no longer runs {command!r}"
         assert any(command in line for line in _run_lines(jobs[job])), (job, command)
     assert any('pip install -e ".[test]"' in line for line in _run_lines(jobs["tests"]))
-    assert any("postgresql" in line for line in _run_lines(jobs["tests"]))
+    assert any("postgresql" in line and "chromium" in line for line in _run_lines(jobs["tests"]))
+    assert "apt-get install -y -qq chromium" in local and "BA2M_TEST_ARTIFACTS" in local
     python = {s["with"]["python-version"] for j in jobs.values() for s in j["steps"]
               if "setup-python" in s.get("uses", "")}
     assert python == {"3.11"}
