@@ -11,7 +11,8 @@
 - Markers (registered in pyproject.toml): ``slow``, ``faults``, ``ray``, ``postgres``. Nothing
   is deselected by default: ``python -m pytest -q`` runs everything; ``-m "not slow"`` is the
   quick loop. Tests that use the PostgreSQL fixtures of tests/pg.py are marked ``postgres``
-  here, whatever their module.
+  here, whatever their module, and tests that use ``smoke_db`` (or test_count's ``counted``)
+  ``slow``.
 """
 
 from __future__ import annotations
@@ -74,11 +75,20 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+#: Fixtures that make every test using them (directly or through another fixture) slow: the
+#: session's smoke run, and test_count's counting of every row (about a minute each).
+SLOW_FIXTURES = frozenset({"smoke_db", "counted"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that use the PostgreSQL server of tests/pg.py are ``postgres`` tests."""
+    """Tests that use the PostgreSQL server of tests/pg.py are ``postgres`` tests; tests that
+    use a fixture of SLOW_FIXTURES are ``slow``."""
     for item in items:
-        if "pg_server" in getattr(item, "fixturenames", ()):
+        used = set(getattr(item, "fixturenames", ()))
+        if "pg_server" in used:
             item.add_marker(pytest.mark.postgres)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 def wait_for_first_epoch(proc: subprocess.Popen, db_path: str, timeout: float = 300) -> None:

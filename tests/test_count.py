@@ -19,11 +19,11 @@ runner = CliRunner()
 BASELINES = ["I", "II", "XII"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _every_row_counted_once() -> None:
-    """Every runnable row of every suite counted up front, in one pool of processes: the
-    tests' cost tables then read the counts this process remembers (harness.costs.cache)
-    instead of each starting a pool of its own for its tables."""
+@pytest.fixture(scope="module")
+def counted() -> None:
+    """Every runnable row of every suite counted once, in one pool of processes, for the tests
+    that count (marked slow by tests/conftest.py): their cost tables then read the counts this
+    process remembers (harness.costs.cache) instead of each starting a pool of its own."""
     cost_table(suites.all_suites())
 
 
@@ -35,6 +35,7 @@ def test_attention_products_are_counted_and_fused_equals_reference() -> None:
     assert fast.fvcore_total < fast.macs  # fvcore alone calls fused attention free
 
 
+@pytest.mark.usefixtures("counted")
 @pytest.mark.parametrize("table", BASELINES)
 def test_counted_baselines_equal_the_paper_within_one_percent(table: str) -> None:
     suite = next(s for s in suites.all_suites() if s.table == table)
@@ -46,6 +47,7 @@ def test_counted_baselines_equal_the_paper_within_one_percent(table: str) -> Non
                 assert agrees(ours, paper), (r.backbone, ours, paper)
 
 
+@pytest.mark.usefixtures("counted")
 def test_block_subsets_grow_with_blocks() -> None:
     rows = {r.setting: r for r in cost_table([suites.get("table13")])}
     assert rows["blocks=1"].params_m < rows["blocks=1+2"].params_m < rows["blocks=1+2+3"].params_m
@@ -53,12 +55,14 @@ def test_block_subsets_grow_with_blocks() -> None:
     assert rows["blocks=1"].flops_g < rows["blocks=1+2"].flops_g
 
 
+@pytest.mark.usefixtures("counted")
 def test_r_sweep_shrinks_as_r_grows() -> None:
     rows = [r for r in cost_table([suites.get("table8")])]
     params = [r.params_m for r in rows]
     assert params == sorted(params, reverse=True)
 
 
+@pytest.mark.usefixtures("counted")
 def test_every_known_deviation_is_needed() -> None:
     """A stale explanation would hide a real change: every entry must cover a deviating row."""
     from harness.costs.compare import unused_deviations
@@ -69,6 +73,7 @@ def test_every_known_deviation_is_needed() -> None:
     assert len(known_deviations()) >= 10
 
 
+@pytest.mark.usefixtures("counted")
 def test_count_check_passes_and_json_has_the_columns(tmp_path) -> None:
     result = runner.invoke(app, ["count", "--check", "--format", "json",
                                  "--db", str(tmp_path / "counts.sqlite")])
@@ -84,6 +89,7 @@ def test_count_check_passes_and_json_has_the_columns(tmp_path) -> None:
                                           "XII", "XIII"}
 
 
+@pytest.mark.usefixtures("counted")
 def test_count_one_table_as_csv() -> None:
     result = runner.invoke(app, ["count", "--table", "VII", "--format", "csv"])
     assert result.exit_code == 0
