@@ -19,7 +19,7 @@ from harness.report.consistency import Flag, consistency_flags
 from harness.report.gains import gains_frame
 from harness.report.stats import weight_shares
 from harness.report.provenance import not_comparable_banner, provenance
-from harness.report.tables import RowReport, build_rows, long_frame
+from harness.report.tables import RowConfigs, RowReport, build_rows, build_variants, long_frame
 from suites.base import Suite
 
 #: ``db``: params/FLOPs as ``ba2m-bench count`` stored them; ``none``: not shown.
@@ -41,13 +41,15 @@ class SuiteReport:
     messages: list[str]
     audit: pd.DataFrame
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: the suite's other runs (no paper row uses them), each under the row it varies
+    variants: list[RowReport] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.suite.name
 
     def long(self) -> pd.DataFrame:
-        return long_frame(self.rows)
+        return long_frame(self.rows, self.variants)
 
 
 @dataclass
@@ -192,16 +194,25 @@ def _curves(db: ResultsDB, rows: Sequence[RowReport]) -> dict[str, pd.DataFrame]
 
 def build_suite(db: ResultsDB, suite: Suite, results: pd.DataFrame, evals: pd.DataFrame,
                 attempts: pd.DataFrame, costs: str) -> SuiteReport:
-    """The report of one suite from the database's frames."""
-    rows = build_rows(suite, results, evals)
+    """The report of one suite from the database's frames (and the suite's own jobs, read
+    from ``db``, for its variants)."""
+    refs = RowConfigs(suite)
+    rows = build_rows(suite, results, evals, refs)
+    variants = build_variants(suite, rows, db.results_frame(suite.name), evals, refs)
     uncounted = attach_costs(db, rows, costs)
     job_ids = {j for r in rows for j in r.job_ids}
     curves = _curves(db, rows)
     audit = stored_audit(evals[evals["job_id"].isin(job_ids)]) if len(evals) else \
         stored_audit(evals)
+    messages = _messages(suite, rows, audit, curves, uncounted)
+    if variants:
+        messages.append(
+            f"{len(variants)} variant row(s) (↳): jobs of {suite.name} run otherwise than its "
+            "rows' (--set, --dataset, --epochs or another profile), each under the row it "
+            "varies and labelled with what differs; their numbers are shown, not compared "
+            "with the paper's.")
     return SuiteReport(suite, rows, gains_frame(rows), provenance(rows, attempts),
-                       not_comparable_banner(rows),
-                       _messages(suite, rows, audit, curves, uncounted), audit, curves)
+                       not_comparable_banner(rows), messages, audit, curves, variants)
 
 
 def build_report(names: Sequence[str] | None = None, db_url: str | None = None,

@@ -33,7 +33,8 @@ from harness.report.tables import display_frame, error_metric, rule_text
 FORMATS = ("markdown", "latex", "csv", "html")
 EXTENSIONS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 _STATUS_CLASS = (("reproduced", "ok"), ("differs", "bad"), ("pending", "pend"),
-                 ("unavailable", "na"), ("not comparable", "nc"), ("no paper value", "na"))
+                 ("unavailable", "na"), ("not comparable", "nc"), ("no paper value", "na"),
+                 ("variant", "nc"))
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def render_markdown(report: Report, figs: dict[str, list[FigureFile]], out_dir: 
             out += [f"> **{sr.banner}**", ""]
         out += [f"- {m}" for m in sr.messages] + ([""] if sr.messages else [])
         out += ([rule_text(sr.suite), ""] if _runnable(sr) else [])
-        out += [md_table(display_frame(sr.rows)), ""]
+        out += [md_table(display_frame(sr.rows, sr.variants)), ""]
         out += [f"_{n}_" for n in _notes(sr)] + [""]
         if not sr.gains.empty:
             out += ["**Gains over the baseline** (baseline − method error; Welch 95% CI over "
@@ -207,7 +208,8 @@ def _md_flags(report: Report) -> list[str]:
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
         "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
         "²": r"$^2$", "Δ": r"$\Delta$", "±": r"$\pm$", "§": r"\S{}", "−": "-", "…": r"\dots{}",
-        "—": "--", "·": r"$\cdot$", "≤": r"$\le$", ">": r"$>$", "<": r"$<$"}
+        "—": "--", "·": r"$\cdot$", "≤": r"$\le$", ">": r"$>$", "<": r"$<$",
+        "↳": r"$\hookrightarrow$"}
 
 
 def tex(text: object) -> str:
@@ -258,7 +260,8 @@ def render_latex(report: Report, figs: dict[str, list[FigureFile]], out_dir: Pat
             out.append(rf"\noindent {tex(m)}\par")
         caption = rule_text(sr.suite) if _runnable(sr) else "Paper values (not runnable yet)"
         out += [r"\begin{table}[h]\centering", rf"\caption{{{tex(caption)}}}",
-                r"\resizebox{\textwidth}{!}{%", latex_tabular(display_frame(sr.rows)) + "}",
+                r"\resizebox{\textwidth}{!}{%",
+                latex_tabular(display_frame(sr.rows, sr.variants)) + "}",
                 r"\end{table}"]
         if not sr.gains.empty:
             out += [r"\begin{table}[h]\centering",
@@ -395,7 +398,7 @@ def render_html(report: Report, figs: dict[str, list[FigureFile]], out_dir: Path
         parts += [f'<div class="msg">{e(m)}</div>' for m in sr.messages]
         if _runnable(sr):
             parts.append(f'<p class="rule">{e(rule_text(sr.suite))}</p>')
-        frame = display_frame(sr.rows)
+        frame = display_frame(sr.rows, sr.variants)
         parts.append(html_table(frame, [c for c in frame.columns if _flat(c) == "status"]))
         parts += [f'<p class="note">{e(n)}</p>' for n in _notes(sr)]
         if not sr.gains.empty:

@@ -4,22 +4,29 @@ A row's jobs are found by content, not by the suite they were run under: a job b
 row when its model (architecture, form, attention and every option; not the class count),
 recipe and extra evaluations are the row's. Tables I and XI, or VII 'between' and VIII R=32,
 therefore share results. Of the matching jobs the report uses one group (one config without
-the seed): the most comparable profile (paper > short > mini > smoke), then the most completed
-seeds.
+the seed): the most comparable profile (paper > short > mini > smoke), then the one closest to
+its profile's own job (no --set, --dataset, --epochs ...), then the most completed seeds.
+
+Every other job the suite ran (``--set``, ``--dataset``, ``--epochs``, another profile: any group
+no paper row uses) is a *variant*: :func:`build_variants` gives each group a row of its own,
+under the paper row it was expanded from, labelled with what differs from that row's job
+(:func:`describe_variant`); its numbers are shown, never judged against the paper's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from harness.errors import UserError
 from harness.plan.spec import NotAvailableError, check_available, model_spec
 from harness.store.status import JobStatus
-from harness.plan.jobs import not_comparable_reason
+from harness.plan.jobs import PROFILES, expand, job_label, not_comparable_reason, parse_set
+from harness.plan.overrides import Overrides
 from harness.report.stats import RULE, Summary, summarize, within_rule
 from suites.base import Row, Suite
 
@@ -37,7 +44,9 @@ METRIC_LABELS = {
        for kind, name in (("bb", "box"), ("mask", "mask"))},
 }
 STATUSES = ("reproduced", "differs", "pending", "unavailable", "not comparable",
-            "no paper value")
+            "no paper value", "variant")
+#: Marks a variant row's backbone in the printed tables (it sits under the row it varies).
+VARIANT_MARK = "↳ "
 
 
 def headline_statistic(suite: Suite) -> str:
@@ -80,10 +89,17 @@ class RowReport:
     cost_status: str = ""
     reason: str = ""
     other_groups: int = 0  # further matching configs not used
+    # a variant: jobs of the suite no paper row uses, shown under ``row`` (the row they vary)
+    variant: str = ""  # what differs from the row's job, e.g. "smoke profile; --set ..."
+    built: str = ""  # what the variant's config builds, e.g. "ResNet-20 / se"
 
     @property
     def label(self) -> str:
-        return self.row.label
+        return self.built or self.row.label
+
+    @property
+    def is_variant(self) -> bool:
+        return self.status == "variant"
 
     def summary(self, metric: str) -> Summary:
         return self.top5 if metric == "top5_err" else self.top1
@@ -101,12 +117,15 @@ class RowReport:
 
 
 # ------------------------------------------------------------------------------ matching
+def _training_key(r: Row) -> tuple:
+    """Rows with the same key share their training (they differ only in evaluation)."""
+    return (r.backbone, r.arch, r.method, repr(sorted(r.model.items())),
+            repr(sorted(r.train.items())))
+
+
 def expected_evals(suite: Suite, row: Row) -> list[dict[str, Any]]:
     """The extra evaluations a job of ``row`` carries (as ``harness.plan.jobs`` builds them)."""
-    def key(r: Row) -> tuple:
-        return (r.backbone, r.arch, r.method, repr(sorted(r.model.items())),
-                repr(sorted(r.train.items())))
-    same = [dict(r.eval) for r in suite.rows if r.eval and key(r) == key(row)]
+    same = [dict(r.eval) for r in suite.rows if r.eval and _training_key(r) == _training_key(row)]
     return sorted(same, key=lambda e: sorted(e.items()))
 
 
@@ -150,16 +169,21 @@ def _row_train_ok(row: Row, config: dict[str, Any]) -> bool:
     return config["train"].get("batch_size") == want
 
 
-def choose_group(jobs: pd.DataFrame) -> tuple[str | None, int]:
-    """The group_hash to report (most comparable, then most completed) and how many other
-    groups matched."""
+def choose_group(jobs: pd.DataFrame,
+                 distance: Callable[[dict[str, Any]], int] | None = None) -> tuple[str | None, int]:
+    """The group_hash to report and how many other groups matched: the most comparable, then
+    (when several groups match and ``distance`` is given) the closest to its profile's own
+    job of the row (fewest settings changed by --set, --dataset, --epochs ...), then the most
+    completed."""
     if jobs.empty:
         return None, 0
     ranked = []
-    for group, g in jobs.groupby("group_hash", sort=False):
+    groups = list(jobs.groupby("group_hash", sort=False))
+    for group, g in groups:
         cfg = g["config"].iloc[0]
         ranked.append((not bool(cfg.get("comparable")),
                        PROFILE_RANK.get(cfg.get("profile"), 9),
+                       distance(cfg) if distance is not None and len(groups) > 1 else 0,
                        -int((g["status"] == JobStatus.COMPLETED).sum()), -len(g), str(group)))
     ranked.sort()
     return ranked[0][-1], len(ranked) - 1
@@ -180,9 +204,11 @@ def _unavailable(suite: Suite, row: Row) -> str | None:
 
 
 def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
-              default_seeds: int) -> RowReport:
+              default_seeds: int,
+              distance: Callable[[dict[str, Any]], int] | None = None) -> RowReport:
     """Judge one row from its matching jobs (a slice of ``ResultsDB.results_frame()``); a row
-    with no job at all expects ``default_seeds`` (the paper's runs)."""
+    with no job at all expects ``default_seeds`` (the paper's runs). ``distance``: see
+    :func:`choose_group`."""
     stat = headline_statistic(suite)
     source = f"eval {eval_key(row.eval)}" if row.eval else "best epoch"
     rep = RowReport(suite, row, stat, source, "pending", "")
@@ -190,7 +216,7 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
     if why is not None:
         rep.status, rep.status_text, rep.reason = "unavailable", "unavailable", why
         return rep
-    group, rep.other_groups = choose_group(jobs)
+    group, rep.other_groups = choose_group(jobs, distance)
     chosen = jobs[jobs["group_hash"] == group] if group is not None else jobs.iloc[0:0]
     done = chosen[chosen["status"] == JobStatus.COMPLETED]
     rep.group_hash = group
@@ -237,8 +263,11 @@ def _judge(rep: RowReport) -> None:
     rep.status = rep.status_text = "reproduced" if ok else "differs"
 
 
-def build_rows(suite: Suite, results: pd.DataFrame, evals: pd.DataFrame) -> list[RowReport]:
-    """Every row of ``suite`` from the whole results frame and eval frame of the database."""
+def build_rows(suite: Suite, results: pd.DataFrame, evals: pd.DataFrame,
+               refs: RowConfigs | None = None) -> list[RowReport]:
+    """Every row of ``suite`` from the whole results frame and eval frame of the database
+    (``refs``: the rows' own job configs, made here when not given)."""
+    refs = refs or RowConfigs(suite)
     sigs = results["config"].map(config_signature) if len(results) else pd.Series(dtype=object)
     per_row: list[tuple[Row, pd.DataFrame]] = []
     for row in suite.rows:
@@ -248,7 +277,186 @@ def build_rows(suite: Suite, results: pd.DataFrame, evals: pd.DataFrame) -> list
             continue
         mask = (sigs == sig) & results["config"].map(lambda c, row=row: _row_train_ok(row, c))
         per_row.append((row, results[mask]))
-    return [build_row(suite, row, jobs, evals, suite.seeds) for row, jobs in per_row]
+    return [build_row(suite, row, jobs, evals, suite.seeds,
+                      lambda cfg, row=row: refs.distance(row, cfg))
+            for row, jobs in per_row]
+
+
+# ------------------------------------------------------------------------------ variants
+#: Config keys that follow from others (the class count from the data, the milestones from the
+#: epochs, ...): a variant's label does not list them.
+DERIVED = {("data", "num_classes"), ("model", "num_classes"), ("train", "milestones"),
+           ("train", "pipeline"), ("train", "eval_batch_size"), ("model", "options", "input_size"),
+           ("data", "data_root"), ("data", "download")}
+#: How a variant's label names a changed setting (others: ``key=value``).
+NAMED = {("data", "provider"): "dataset {}", ("train", "epochs"): "{} epochs",
+         ("train", "batch_size"): "batch size {}", ("train", "gpus"): "{} GPUs per job",
+         ("data", "image_size"): "{}px images", ("data", "train_size"): "{} training images",
+         ("data", "val_size"): "{} validation images"}
+_ABSENT = object()
+
+
+def _flatten(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    if isinstance(value, dict):
+        out: dict[tuple[str, ...], Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, (*prefix, str(k))))
+        return out
+    return {prefix: _plain(value)}
+
+
+def _set_paths(config: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The config keys the job's ``--set`` values changed."""
+    out = []
+    for text in config.get("overrides") or []:
+        try:
+            out.append(parse_set(text).path)
+        except UserError:
+            continue
+    return out
+
+
+def config_diffs(config: dict[str, Any], ref: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    """Keys of the job ``config`` (model, data, train, evals) whose value differs from the
+    reference job ``ref``, with the job's value; keys its ``--set`` values changed are left
+    out (they are named by the settings themselves)."""
+    skip = _set_paths(config)
+    mine = _flatten({k: config.get(k) for k in ("model", "data", "train", "evals")})
+    theirs = _flatten({k: ref.get(k) for k in ("model", "data", "train", "evals")})
+    out = {}
+    for key in dict.fromkeys([*mine, *theirs]):
+        if any(key[:len(p)] == p for p in skip):
+            continue
+        value = mine.get(key, _ABSENT)
+        if value != theirs.get(key, _ABSENT):
+            out[key] = value
+    return out
+
+
+class RowConfigs:
+    """Each row's own job config (seed left out) under each profile, as ``ba2m-bench run
+    SUITE --profile P`` expands it without other options: what a variant is compared with.
+    Expanded once per profile, when first asked."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self._by_profile: dict[str, dict[int, dict[str, Any]]] = {}
+
+    def get(self, row: Row, profile: str | None) -> dict[str, Any] | None:
+        """``row``'s job config under ``profile``; None when it cannot be made (a row that
+        cannot run, an unknown profile)."""
+        if profile not in PROFILES or self.suite.recipe is None:
+            return None
+        if profile not in self._by_profile:
+            self._by_profile[profile] = self._expand(profile)
+        return self._by_profile[profile].get(id(row))
+
+    def _expand(self, profile: str) -> dict[int, dict[str, Any]]:
+        try:
+            jobs = expand(self.suite, PROFILES[profile], Overrides(seeds=1))
+        except (UserError, NotAvailableError, ValueError):
+            return {}
+        by_key = {}
+        for job in jobs:
+            by_key.setdefault(_training_key(job.row), job.config)
+        return {id(row): {k: v for k, v in by_key[_training_key(row)].items() if k != "seed"}
+                for row in self.suite.rows if _training_key(row) in by_key}
+
+    def distance(self, row: Row, config: dict[str, Any]) -> int:
+        """How many settings of ``config`` differ from ``row``'s own job under its profile
+        (keys that follow from others left out; each --set value counts one)."""
+        ref = self.get(row, config.get("profile"))
+        changed = ([k for k in config_diffs(config, ref) if k not in DERIVED]
+                   if ref is not None else [])
+        return len(changed) + len(config.get("overrides") or [])
+
+
+def describe_variant(config: dict[str, Any], ref: dict[str, Any] | None) -> str:
+    """What a variant's job config changes from its row's paper job, in a few words: the
+    profile (unless paper), settings changed by --dataset, --epochs, --batch-size,
+    --gpus-per-job (compared with the row's job under the same profile), then the --set
+    values, e.g. "short profile; dataset image-folder (10 classes); --set model.arch=resnet20"."""
+    parts = []
+    if config.get("profile") != "paper":
+        parts.append(f"{config.get('profile')} profile")
+    if ref is not None:
+        diffs = config_diffs(config, ref)
+        for key, value in diffs.items():
+            if key in DERIVED or key == ("train", "lr") and ("train", "batch_size") in diffs:
+                continue  # follows from another setting (the lr scales with the batch)
+            text = NAMED[key].format(value) if key in NAMED else \
+                f"{'.'.join(key)}={_show(value)}"
+            if key == ("data", "provider") and ("data", "num_classes") in diffs \
+                    and diffs[("data", "num_classes")] is not None:
+                text += f" ({diffs[('data', 'num_classes')]} classes)"
+            parts.append(text)
+    if config.get("overrides"):
+        parts.append("--set " + ", ".join(config["overrides"]))
+    return "; ".join(parts) or "another configuration"
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None or value is _ABSENT else str(value)
+
+
+def match_row(suite: Suite, config: dict[str, Any], label: str | None,
+              refs: RowConfigs) -> Row:
+    """The paper row a job was expanded from: the row whose own job (same profile) its config
+    differs least from, --set keys aside; then the row its stored label names; then the first
+    (as ``expand`` keeps the first of rows that make the same job)."""
+    best: tuple[tuple[int, bool, int], Row] | None = None
+    for i, row in enumerate(suite.rows):
+        if row.arch is None:
+            continue
+        ref = refs.get(row, config.get("profile"))
+        score = len(config_diffs(config, ref)) if ref is not None else 1 << 20
+        named = label is not None and label in (row.label, job_label(row, config))
+        key = (score, not named, i)
+        if best is None or key < best[0]:
+            best = (key, row)
+    return best[1] if best is not None else suite.rows[0]
+
+
+def build_variants(suite: Suite, rows: Sequence[RowReport], linked: pd.DataFrame,
+                   evals: pd.DataFrame, refs: RowConfigs | None = None) -> list[RowReport]:
+    """A row for every group of ``linked`` (the suite's jobs, ``ResultsDB.results_frame(suite)``)
+    that none of the paper ``rows`` uses: under the row it varies (:func:`match_row`),
+    labelled with what differs (:func:`describe_variant`), with its own numbers over seeds and
+    status ``variant``: never judged, no gain. Ordered as the rows, then by profile and label."""
+    used = {j for r in rows for j in r.job_ids}
+    if linked.empty:
+        return []
+    rest = linked[~linked["job_id"].isin(used)
+                  & linked["config"].map(lambda c: config_signature(c) is not None)]
+    if rest.empty:
+        return []
+    refs = refs or RowConfigs(suite)
+    order = {id(r.row): i for i, r in enumerate(rows)}
+    out = []
+    for _, group in rest.groupby("group_hash", sort=False):
+        config, label = group["config"].iloc[0], group["label"].iloc[0]
+        row = match_row(suite, config, label, refs)
+        rep = build_row(suite, row, group, evals, len(group))
+        rep.variant = describe_variant(config, refs.get(row, config.get("profile")))
+        rep.built = job_label(row, config)
+        pending = rep.status_text if rep.status == "pending" else ""
+        rep.status = "variant"
+        rep.status_text = f"variant: {pending}" if pending else "variant (not compared)"
+        out.append(rep)
+    out.sort(key=lambda r: (order.get(id(r.row), len(order)), PROFILE_RANK.get(r.profile or "", 9),
+                            r.variant, r.built))
+    return out
+
+
+def with_variants(rows: Sequence[RowReport],
+                  variants: Sequence[RowReport] = ()) -> list[RowReport]:
+    """The paper rows, each followed by its variants (any variant of no shown row last)."""
+    out: list[RowReport] = []
+    for r in rows:
+        out.append(r)
+        out.extend(v for v in variants if v.row is r.row)
+    shown = {id(r.row) for r in rows}
+    return out + [v for v in variants if id(v.row) not in shown]
 
 
 # -------------------------------------------------------------------------------- frames
@@ -258,12 +466,15 @@ def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def long_frame(rows: Sequence[RowReport]) -> pd.DataFrame:
-    """One record per (row, paper metric): the CSV export."""
+def long_frame(rows: Sequence[RowReport], variants: Sequence[RowReport] = ()) -> pd.DataFrame:
+    """One record per (row, paper metric): the CSV export. With ``variants``, each follows its
+    paper row (whose backbone, method and setting it keeps) with two more columns: ``variant``
+    (what differs) and ``variant_label`` (what it builds); a variant has no paper value, no
+    diff and no counted params/FLOPs."""
     out = []
-    for r in rows:
+    for r in with_variants(rows, variants):
         for metric in r.suite.metrics:
-            paper = r.row.paper.get(metric, math.nan)
+            paper = math.nan if r.is_variant else r.row.paper.get(metric, math.nan)
             s = r.summary(metric) if metric in ERROR_METRICS else None
             ours = r.reproduced(metric)
             is_error = metric in ERROR_METRICS
@@ -290,29 +501,42 @@ def long_frame(rows: Sequence[RowReport]) -> pd.DataFrame:
                 "cost_status": r.cost_status if metric in COST_METRICS else "",
                 "inferred": r.row.inferred, "reason": r.reason,
             })
+            if variants:
+                out[-1] |= {"variant": r.variant, "variant_label": r.built}
     return pd.DataFrame(out)
 
 
-def display_frame(rows: Sequence[RowReport]) -> pd.DataFrame:
+def display_frame(rows: Sequence[RowReport],
+                  variants: Sequence[RowReport] = ()) -> pd.DataFrame:
     """The printed table: paper / ours / Δ per paper column, then the error's detail and
-    status. Columns are a two-level index (group, sub-column)."""
+    status. Columns are a two-level index (group, sub-column). ``variants`` (see
+    :func:`build_variants`) follow the row they vary, marked ``↳`` and named by what they
+    build, with a ``Variant`` column saying what differs; their paper and Δ cells stay
+    empty."""
     if not rows:
         return pd.DataFrame()
     suite = rows[0].suite
     main = error_metric(suite)
     runnable = any(r.status != "unavailable" for r in rows)
     records = []
-    for r in rows:
+    for r in with_variants(rows, variants):
+        backbone, method = r.row.backbone, r.row.method + (" *" if r.row.inferred else "")
+        if r.is_variant:  # "ResNet-20 / se / SETTING": what its config builds
+            backbone, _, rest = r.built.partition(" / ")
+            backbone, method = VARIANT_MARK + backbone, rest.partition(" / ")[0]
         rec: dict[tuple[str, str], str] = {
-            ("Row", "Backbone"): r.row.backbone,
-            ("Row", "Method"): r.row.method + (" *" if r.row.inferred else ""),
+            ("Row", "Backbone"): backbone,
+            ("Row", "Method"): method,
             ("Row", "Setting"): r.row.setting,
         }
+        if variants:
+            rec[("Row", "Variant")] = r.variant
         for metric in suite.metrics:
             label = METRIC_LABELS.get(metric, metric)
-            paper = r.row.paper.get(metric)
+            paper = None if r.is_variant else r.row.paper.get(metric)
             ours = r.reproduced(metric)
-            rec[(label, "paper")] = "-" if paper is None else _fmt(paper)
+            rec[(label, "paper")] = ("" if r.is_variant else "-" if paper is None
+                                     else _fmt(paper))
             if runnable:
                 rec[(label, "ours")] = _fmt(ours)
                 rec[(label, "Δ")] = (_fmt(ours - paper, sign=True)
