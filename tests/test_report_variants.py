@@ -5,7 +5,7 @@ rows stay as they were.
 
 The quick tests build results frames from the planner's own job configs (no training); the
 slow one trains Table VI's baseline row and three variants of it (one epoch on 64 synthetic or
-18 tiny PNG images, on the CPU: about 30 s) and writes the report in every format.
+24 tiny PNG images, on the CPU: about 30 s) and writes the report in every format.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from harness.report.gains import gains_frame
 from harness.report.render import write_report
 from harness.report.tables import (RowConfigs, build_rows, build_variants, describe_variant,
                                    display_frame, long_frame, match_row)
+from harness.store.db import ResultsDB
 from harness.store.status import JobStatus
 
 TABLE6 = suites.get("table6")
@@ -138,8 +139,8 @@ def test_no_variants_leave_the_rows_as_they_were() -> None:
 def _folder(root: Path) -> Path:
     for c, name in enumerate(("ant", "bee", "cat")):
         (root / name).mkdir(parents=True)
-        for i in range(6):
-            Image.new("RGB", (16, 16), (c * 80, i * 40, 0)).save(root / name / f"{i}.png")
+        for i in range(10):  # 8 training images a class: more than the smoke batch of 16
+            Image.new("RGB", (16, 16), (c * 80, i * 20, 0)).save(root / name / f"{i}.png")
     return root
 
 
@@ -178,10 +179,7 @@ def test_a_run_with_variants_reports_them_in_every_format(tmp_path: Path) -> Non
     assert all(v.row is BASELINE and v.status == "variant" for v in after.variants)
     two = variants["smoke profile; --set model.arch=resnet20"]
     assert two.built == "ResNet-20 / baseline" and two.n_done == two.n_expected == 2
-    with_db = build_report(["table6"], db_url=db, costs="none")
-    import harness.store.db as store
-
-    with store.ResultsDB(db, read_only=True) as rdb:
+    with ResultsDB(db, read_only=True) as rdb:
         res = rdb.results_frame("table6")
     mine = res[res["job_id"].isin(two.job_ids)]["best_top1_err"]
     assert math.isclose(two.top1.median, float(mine.median()))
@@ -189,14 +187,15 @@ def test_a_run_with_variants_reports_them_in_every_format(tmp_path: Path) -> Non
     assert any("variant row" in m for m in after.messages)
 
     out = tmp_path / "report"
-    write_report(with_db, ("markdown", "csv", "latex", "html"), out, figures=False)
+    write_report(build_report(["table6"], db_url=db, costs="none"),
+                 ("markdown", "csv", "latex", "html"), out, figures=False)
     md = (out / "report.md").read_text()
     assert "| ↳ ResNet-20 | baseline |  | smoke profile; --set model.arch=resnet20 |" in md
     assert md.count("variant (not compared)") == 3
     csv = pd.read_csv(out / "report.csv")
     assert csv["variant"].notna().sum() == 3 * len(TABLE6.metrics)
     assert r"$\hookrightarrow$ ResNet-20" in (out / "report.tex").read_text()
-    assert '<td class="nc">variant (not compared)</td>' in (out / "report.html").read_text()
+    assert '<td class="l nc">variant (not compared)</td>' in (out / "report.html").read_text()
     # a report without variants is written as before: no Variant column anywhere
     plain_out = tmp_path / "plain"
     write_report(build_report(["table6"], db_url=before_db, costs="none"), ("markdown", "csv"),
