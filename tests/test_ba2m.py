@@ -37,7 +37,8 @@ def test_identity_eval_mode_and_batch_eval_mode_differ() -> None:
 
 
 def test_permuting_the_batch_permutes_the_output() -> None:
-    m = BA2M(64, eval_mode="batch").eval()  # eval: BN uses running stats, so samples do not interact there
+    # eval: BN uses running stats, so samples do not interact there
+    m = BA2M(64, eval_mode="batch").eval()
     x = _x()
     perm = torch.randperm(6)
     torch.testing.assert_close(m(x)[perm], m(x[perm]))

@@ -56,8 +56,9 @@ def test_add_jobs_is_idempotent_and_links_suites(db: ResultsDB) -> None:
     assert db.jobs_frame().set_index("config_hash").loc["h000", "status"] == JobStatus.RUNNING
     assert db.jobs_frame().set_index("config_hash").loc["h006", "suite"] == "table3"
     assert frame.config[0] == {"i": 0, "lr": 0.1}
-    assert db.status_counts("table2") == {JobStatus.PENDING: 4, JobStatus.RUNNING: 1, JobStatus.COMPLETED: 0, JobStatus.FAILED: 0,
-                                          JobStatus.CANCELLED: 0}
+    assert db.status_counts("table2") == {
+        JobStatus.PENDING: 4, JobStatus.RUNNING: 1, JobStatus.COMPLETED: 0, JobStatus.FAILED: 0,
+        JobStatus.CANCELLED: 0}
     assert job is not None and job.config == {"i": 0, "lr": 0.1}
 
 
@@ -89,7 +90,7 @@ def test_claim_conditions(db: ResultsDB) -> None:
     row = db.attempts_frame(retried.job_id).iloc[-1]
     assert row.gpu_name == "H100" and row.git_dirty and row.host
     assert db.claim(hashes, "w3", stale_after_s=3600, retry_failed=True) is None
-    assert db.claim(None, "w3", stale_after_s=0) is not None  # stale_after_s=0: any JobStatus.RUNNING
+    assert db.claim(None, "w3", stale_after_s=0) is not None  # stale_after_s=0: any RUNNING
     with pytest.raises(ValueError):
         db.claim(None, "w", 1, attempt_info={"gpu": "x"})
 
@@ -165,7 +166,9 @@ def test_complete_fail_release_cancel(db: ResultsDB) -> None:
     assert db.release(c.job_id, c.attempt_id)
     assert db.cancel(["h003", "h000"]) == 1  # JobStatus.COMPLETED stays
     assert not db.heartbeat(d.job_id, d.attempt_id)  # cancelled: the worker should stop
-    assert db.status_counts() == {JobStatus.PENDING: 1, JobStatus.RUNNING: 0, JobStatus.COMPLETED: 1, JobStatus.FAILED: 1, JobStatus.CANCELLED: 1}
+    assert db.status_counts() == {JobStatus.PENDING: 1, JobStatus.RUNNING: 0,
+                                  JobStatus.COMPLETED: 1, JobStatus.FAILED: 1,
+                                  JobStatus.CANCELLED: 1}
     assert db.failures("s") == [{"label": "row 1", "config_hash": "h001",
                                  "reason": "diverged at epoch 3", "attempts": 1}]
     results = db.results_frame("s").set_index("config_hash")

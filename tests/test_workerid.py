@@ -36,8 +36,8 @@ def test_a_namesake_host_or_pid_namespace_is_never_declared_dead() -> None:
 
 def test_the_prefix_is_the_same_in_a_child_process() -> None:
     """Runner, workers and DDP ranks of one machine share the prefix."""
-    out = subprocess.run([sys.executable, "-c",
-                          "from harness.store.workerid import machine_prefix; print(machine_prefix())"],
+    code = "from harness.store.workerid import machine_prefix; print(machine_prefix())"
+    out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == machine_prefix()
