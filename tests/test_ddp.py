@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,16 @@ import torch
 import torch.distributed as tdist
 
 from harness.execute import runner
+from harness.execute.backends import local
+from harness.execute.options import RunOptions
 from harness.store.db import ResultsDB
 from harness.training.ddp import Dist, launch, shard_loader, train_data_parallel
 from harness.errors import UserError
-from harness.plan.jobs import PROFILES, Overrides, expand
-from harness.training.loop import Checkpoint, Diverged, Hooks, Stopped, open_job_data, train
+from harness.plan.jobs import PROFILES, expand
+from harness.plan.overrides import Overrides
+from harness.training.checkpoints import Checkpoint
+from harness.training.job import open_job_data
+from harness.training.loop import Diverged, Hooks, Stopped, train
 from models.ba2m import BA2M
 from models.protocols import BatchAware
 from tests.conftest import wait_for_first_epoch
@@ -240,8 +246,7 @@ def test_two_process_job_stops_cleanly_then_resumes_to_the_same_numbers(
     assert not tdist.is_initialized() and not _spawned_children()
     resumed: list[tuple[int, str]] = []
     rec = _Recorder()
-    hooks = rec.hooks()
-    hooks.on_resume = lambda e, note: resumed.append((e, note))
+    hooks = replace(rec.hooks(), on_resume=lambda e, note: resumed.append((e, note)))
     result = train_data_parallel(_config("local"), Checkpoint(tmp_path / "c.pt"), hooks)
     assert resumed == [(1, "resumed from checkpoint after epoch 1")]
     straight = runs["local"]["epochs"]
@@ -310,16 +315,16 @@ def test_cli_refuses_a_bad_gpus_per_job(tmp_path: Path, value: str, message: str
 
 
 def test_slots_group_gpus_for_multi_gpu_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "_gpu_count", lambda: 5)
-    assert runner.slots("all", 1, 2) == ["0,1", "2,3"]  # GPU 4 stays idle
-    assert runner.slots("all", 2, 2) == ["0,1", "0,1", "2,3", "2,3"]
-    assert runner.slots("1,2,3", 1, 3) == ["1,2,3"]
-    assert runner.slots("all", 1) == ["0", "1", "2", "3", "4"]  # 1-GPU jobs: unchanged
-    assert runner.slots("none", 1, 8) == [None]  # CPU: the job's 8 processes use gloo
+    monkeypatch.setattr(local, "_gpu_count", lambda: 5)
+    assert local.slots("all", 1, 2) == ["0,1", "2,3"]  # GPU 4 stays idle
+    assert local.slots("all", 2, 2) == ["0,1", "0,1", "2,3", "2,3"]
+    assert local.slots("1,2,3", 1, 3) == ["1,2,3"]
+    assert local.slots("all", 1) == ["0", "1", "2", "3", "4"]  # 1-GPU jobs: unchanged
+    assert local.slots("none", 1, 8) == [None]  # CPU: the job's 8 processes use gloo
     with pytest.raises(UserError, match="need 8 GPUs each .* --gpus gives 5"):
-        runner.slots("all", 1, 8)
-    monkeypatch.setattr(runner, "_gpu_count", lambda: 0)
-    assert runner.slots("all", 1, 2) == [None]
+        local.slots("all", 1, 8)
+    monkeypatch.setattr(local, "_gpu_count", lambda: 0)
+    assert local.slots("all", 1, 2) == [None]
 
 
 # ------------------------------------------------------------------------- through the CLI
@@ -369,7 +374,7 @@ def test_cli_two_process_job_interrupted_then_resumed_into_one_row(tmp_path: Pat
         assert db.jobs_frame().iloc[0]["status"] == "PENDING"
         assert db.attempts_frame()["exit_reason"].tolist() == ["interrupted"]
         recorded = len(db.epochs_frame(db.jobs_frame()["config_hash"][0]))
-    summary = runner.run_suite("table7", runner.RunOptions(  # the same command, in-process
+    summary = runner.run_suite("table7", RunOptions(  # the same command, in-process
         profile="smoke", db_url=db_path, results_dir=str(tmp_path / "results"), gpus="none",
         progress=False, only="setting=between", epochs=EPOCHS, gpus_per_job=2, sets=SETS))
     assert summary["COMPLETED"] == 1 and not summary["failures"], summary

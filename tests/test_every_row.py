@@ -35,7 +35,7 @@ from harness.plan.spec import ModelSpec
 from harness.training.data import DataSpec, open_data
 from harness.plan.jobs import PROFILES, expand, input_size, profile
 from harness.plan.overrides import Overrides
-from harness.training.loop import build_job_model
+from harness.training.job import build_job_model
 from models.registry import INPUT_SIZE, size_dependent
 
 

@@ -26,7 +26,8 @@ import torch
 from harness.store.db import ResultsDB
 from harness.errors import UserError
 from harness.paths import inside, safe_name
-from harness.training.loop import Checkpoint, Hooks, train
+from harness.training.checkpoints import Checkpoint
+from harness.training.loop import Hooks, train
 
 SMALL = ["--profile", "smoke", "--gpus", "none", "--no-progress", "--epochs", "3",
          "--set", "model.arch=resnet20", "--set", "model.options.stages=[1,2,3]",
@@ -145,7 +146,7 @@ def wait_gone(pids: list[int], timeout: float = 60) -> None:
 def corrupt_a_checkpoint(tmp: Path, rng: random.Random) -> str | None:
     """Damage the checkpoint of an unfinished job (truncated, with or without its checksum
     file); returns the note the resumed attempt must then carry."""
-    from harness.training.loop import checkpoint_for
+    from harness.training.checkpoints import checkpoint_for
 
     with ResultsDB(str(tmp / "db.sqlite")) as db:
         jobs = db.jobs_frame("table7")
