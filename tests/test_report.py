@@ -39,13 +39,9 @@ def written(smoke: dict[str, str]) -> dict[str, Path]:
     """table7 and infer-batch (given as its numeral) in every format, params/FLOPs counted
     (by `ba2m-bench count`'s cost_table, which stores them; the report reads them)."""
     import suites
-    from harness.costs.cache import forget_counts
     from harness.costs.compare import cost_table
     from harness.store.db import ResultsDB
 
-    # counts an earlier test of this process remembers are not stored into the database
-    # (ensure_counts saves only what it counts), so forget them: the report must find them
-    forget_counts()
     with ResultsDB(smoke["db"]) as db:
         cost_table([suites.get("table7"), suites.get("infer-batch")], db=db)
     out = Path(smoke["root"]) / "reports"

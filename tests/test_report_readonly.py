@@ -122,3 +122,14 @@ def test_report_imports_no_training_execution_or_private_names(path: Path) -> No
         private = [n for n in names if n.startswith("_") and n != "__future__"]
         assert not private, (module, private)
         assert module != "harness.costs" or not names, "no module aliases of costs' state"
+
+
+def test_counts_remembered_in_the_process_are_stored_too(tmp_path: Path) -> None:
+    """A count made earlier in the process (here: without a database) still reaches a
+    database that lacks it, so a report on that database finds it."""
+    table7 = suites.get("table7")
+    cost_table([table7])  # counted (or remembered), stored nowhere
+    with ResultsDB(str(tmp_path / "db.sqlite")) as db:
+        cost_table([table7], db=db)
+        for row in table7.rows:
+            assert db.model_stats(count_key(model_spec(table7, row))) is not None, row.label

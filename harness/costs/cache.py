@@ -62,20 +62,23 @@ def stored_counts(db: ResultsDB, spec: ModelSpec) -> Counts | None:
 
 def ensure_counts(specs: Iterable[ModelSpec], db: ResultsDB | None = None,
                   workers: int | None = None) -> dict[str, Counts]:
-    """Counts of every spec, by :func:`count_key`: remembered, else stored in ``db``, else
-    counted (in up to ``workers`` processes, default one per CPU) and stored in ``db``."""
+    """Counts of every spec, by :func:`count_key`: stored in ``db``, else remembered, else
+    counted (in up to ``workers`` processes, default one per CPU). Every count ``db`` lacks
+    is stored there, whether counted now or remembered from earlier in this process."""
     wanted = {count_key(s): s for s in specs}
-    todo = {}
+    todo, missing = {}, []
     for key, spec in wanted.items():
-        if key not in _memo and db is not None:
-            stored = stored_counts(db, spec)
-            if stored is not None:
-                _memo[key] = stored
+        stored = stored_counts(db, spec) if db is not None else None
+        if stored is not None:
+            _memo[key] = stored
+            continue
+        missing.append(key)
         if key not in _memo:
             todo[key] = spec
-    for key, counts in _count_all(todo, workers):
+    remembered = [key for key in missing if key not in todo]
+    for key, counts in [*((k, _memo[k]) for k in remembered), *_count_all(todo, workers)]:
         _memo[key] = counts
-        if db is not None:
+        if db is not None:  # stored as each is counted: an interrupted count keeps its work
             db.save_model_stats(key, counts.params, counts.macs, counts.fvcore_total, COUNTER,
                                 counts.uncounted)
     return {key: _memo[key] for key in wanted}
