@@ -42,12 +42,12 @@ def audit_infer_batch(config: dict[str, Any], results_dir: str,
     """
     from harness.training.checkpoints import load_trained
     from harness.training.loop import evaluate
-    from models.ba2m import BA2M
     from models.modes import eval_mode
+    from models.protocols import BatchAware
 
     model, data = load_trained(config, results_dir, data_root=data_root)
-    if not any(isinstance(m, BA2M) for m in model.modules()):
-        raise ValueError("the model has no BA²M module: nothing to audit")
+    if not any(isinstance(m, BatchAware) for m in model.modules()):
+        raise ValueError("the model has no batch-aware module (BA²M): nothing to audit")
     device = torch.device("cpu")
     cache: dict[tuple[str, str, int], Any] = {}
     rows = []
