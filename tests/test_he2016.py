@@ -167,15 +167,15 @@ def test_ba2m_rows_build_and_train_a_step(depth: int) -> None:
 # ------------------------------------------------------------- a small version, on real images
 TRAIN_ZIP = SHARED_DATA / "cifar10-train.zip"
 TEST_DIR = SHARED_DATA / "cifar10-test"
-#: The small version: 5,000 training images (500 a class) from the zip, 1,000 test images
+#: The small version: 2,500 training images (250 a class) from the zip, 1,000 test images
 #: (100 a class), ResNet-20 (option A) baseline, 4 epochs of the mini profile's recipe with
 #: its lr step after epoch 3 (lr 0.1, 0.1, 0.1, 0.01: the recipe's steps scaled to 4 epochs
 #: fall after epochs 2 and 3, which leaves too little at 0.1 for so few images).
-SMALL_TRAIN, SMALL_TEST, SMALL_EPOCHS, SMALL_MILESTONES = 500, 100, 4, "[3]"
-#: Stated bound: best-epoch test error (%); 10-class chance is 90 %. It reached 55.5 %
-#: (docs/he2016.md).
-SMALL_BOUND = 60.0
-#: The run is sized for a budget of 3 minutes on 2 CPU cores (it took 68 s on a busy machine);
+SMALL_TRAIN, SMALL_TEST, SMALL_EPOCHS, SMALL_MILESTONES = 250, 100, 4, "[3]"
+#: Stated bound: best-epoch test error (%); 10-class chance is 90 %. It reached 65.5 % in 22 s
+#: (5,000 images: 55.5 % in 38-68 s; halved to keep the whole suite's time down).
+SMALL_BOUND = 72.0
+#: The run is sized for a budget of 3 minutes on 2 CPU cores (it took 22 s on a quiet machine);
 #: its time is printed, not asserted: speed targets live in ``ba2m-bench bench``.
 
 
