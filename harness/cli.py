@@ -99,15 +99,25 @@ def count(
     check: bool = typer.Option(False, "--check", help="Exit 1 on any mismatch."),
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite "
                            "path; counts are read from and stored in its model_stats."),
+    add_methods: list[str] = typer.Option(None, "--add-method", help="Also count the rows "
+                                          "`run --add-method` adds (repeatable)."),
+    plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first "
+                                      "(repeatable; also BA2M_PLUGINS)."),
 ) -> None:
     """Params and FLOPs of every declared row, beside the paper's values; the counts are
     stored in the database, where reports read them."""
     from harness.costs.compare import cost_table, unused_deviations
+    from harness.plan.plugins import load_plugins, with_added
     from harness.store.db import ResultsDB
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    load_plugins(tuple(plugins or ()))
     chosen = select_suites(table)
+    if add_methods:
+        if table is None:
+            raise UserError("--add-method needs --table (the suite the rows were added to)")
+        chosen = [with_added(s, tuple(add_methods)) for s in chosen]
     with ResultsDB(db) as rdb:
         rows = cost_table(chosen, db=rdb)
     frame = pd.DataFrame([r.to_dict() for r in rows])
@@ -130,18 +140,33 @@ def count(
 @friendly
 def list_suites() -> None:
     """Every suite with its table, dataset and job counts per profile."""
-    from harness.plan.jobs import PROFILES, expand
+    from harness.plan.profiles import PROFILES
+    from harness.plan.sizes import suite_size
 
     rows = []
     for s in suites.all_suites():
-        counts = {p: expand(s, prof) for p, prof in PROFILES.items()}
+        sizes = {p: suite_size(s, prof) for p, prof in PROFILES.items()}
         rows.append({
             "suite": s.name, "table": s.table, "dataset": s.dataset, "rows": len(s.rows),
-            **{f"{p} jobs": len(j) for p, j in counts.items()},
-            "runnable now": sum(j.unavailable is None for j in counts["paper"]),
+            **{f"{p} jobs": size.jobs for p, size in sizes.items()},
+            "runnable now": sizes["paper"].runnable,
             "title": s.title,
         })
     emit(pd.DataFrame(rows), "table", "Suites (one per paper table or figure)")
+
+
+@app.command()
+@friendly
+def methods(
+    plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first "
+                                      "(repeatable; also BA2M_PLUGINS)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
+) -> None:
+    """Every attention method: name, placement, where it came from, options and defaults."""
+    from harness.plan.plugins import load_plugins, method_table
+
+    load_plugins(tuple(plugins or ()))
+    emit(pd.DataFrame(method_table()), fmt, "Attention methods (built-in and plugins)")
 
 
 @app.command()
@@ -179,6 +204,13 @@ def run(
     dataset: str = typer.Option(None, "--dataset", help="Data provider instead of the suite's.",
                                 rich_help_panel=_WHAT),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run FAILED jobs again.",
+                                      rich_help_panel=_WHAT),
+    add_methods: list[str] = typer.Option(None, "--add-method", help="Add a row per backbone "
+                                          "for this attention method (name or "
+                                          "pkg.module:Class; repeatable); see docs/extending.md.",
+                                          rich_help_panel=_WHAT),
+    plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first, here "
+                                      "and in every worker (repeatable; also BA2M_PLUGINS).",
                                       rich_help_panel=_WHAT),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the jobs; run nothing.",
                                  rich_help_panel=_WHAT),
@@ -220,7 +252,8 @@ def run(
                         "ray the cluster places each job on its GPUs: leave out --gpus")
     given = {"gpus": gpus} if gpus is not None else {}
     opts = RunOptions(profile=profile, only=only, sets=tuple(sets or ()), dataset=dataset,
-                      retry_failed=retry_failed, seeds=seeds, epochs=epochs,
+                      retry_failed=retry_failed, add_methods=tuple(add_methods or ()),
+                      plugins=tuple(plugins or ()), seeds=seeds, epochs=epochs,
                       batch_size=batch_size, db_url=db, results_dir=results_dir,
                       data_root=data_root, download=download, backend=backend,
                       ray_address=ray_address, jobs_per_gpu=jobs_per_gpu,
@@ -321,11 +354,15 @@ def report(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures."),
     curves: str = typer.Option(None, "--curves", help="Also draw the training curves of a job "
                                "(its config hash or id)."),
+    plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first "
+                                      "(repeatable; also BA2M_PLUGINS)."),
 ) -> None:
     """The paper's tables rebuilt from stored results, beside the paper's values (reads the
     database, writes only the report's files)."""
+    from harness.plan.plugins import load_plugins
     from harness.report import generate_report, write_training_curves
 
+    load_plugins(tuple(plugins or ()))
     _, paths = generate_report(names or None, fmt, out, db, costs, figures)
     for kind, path in paths.items():
         console.print(f"{kind}: {path}", highlight=False)

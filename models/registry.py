@@ -5,13 +5,17 @@ a backbone never imports a method and a user can add one without editing this fi
 
     @register_attention("ba2m", position="between", stages=(1, 2, 3, 4))
     class BA2M(nn.Module): ...
+
+A method is loaded when first named (:func:`attention_spec`): a built-in by importing its
+own module (``models.catalogue.BUILTIN_METHODS``), a plugin from its entry point, its
+``"pkg.module:Class"`` reference, or the ``--plugin`` module that registered it
+(``models.plugins``). A name registered twice is refused, naming both places.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from torch import nn
@@ -29,53 +33,17 @@ from models.backbones import (
     resnet,
 )
 from models.lightweight import CIFAR_LIGHTWEIGHT
+from models.plugins import all_methods, attention_spec
+from models.specs import ATTENTIONS, AttentionSpec, ModelConfigError, register_attention
+
+__all__ = ["ATTENTIONS", "AttentionSpec", "ModelConfigError", "all_methods", "architectures",
+           "attention_spec", "build_backbone", "build_model", "place", "register_attention",
+           "resolved_options", "size_dependent"]
 
 FORMS = ("cifar", "imagenet")
 POSITIONS = ("between", "inside", "replace")
 DEFAULT_CLASSES = {"cifar": 100, "imagenet": 1000}
 INPUT_SIZE = {"cifar": 32, "imagenet": 224}
-
-
-class ModelConfigError(ValueError):
-    """A model request that cannot be built (unknown name, bad option)."""
-
-
-@dataclass(frozen=True)
-class AttentionSpec:
-    """How a method is made and where its paper puts it."""
-
-    name: str
-    factory: Callable[..., nn.Module]
-    position: str
-    #: None: every stage; or a tuple; or a function of the stage count (e.g. all but the last)
-    stages: tuple[int, ...] | Callable[[int], tuple[int, ...]] | None
-    inside_scope: str = "all"  # inside: "all" blocks of a stage, or only its "last" block
-    #: For methods that rebuild layers instead of inserting a module (SK, AA, SASA):
-    #: ``transform(model, stages, **options)`` edits the model in place; position "replace".
-    transform: Callable[..., None] | None = None
-
-
-ATTENTIONS: dict[str, AttentionSpec] = {}
-
-
-def register_attention(
-    name: str,
-    position: str,
-    stages: tuple[int, ...] | Callable[[int], tuple[int, ...]] | None = None,
-    inside_scope: str = "all",
-    transform: Callable[..., None] | None = None,
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class decorator: make an attention module buildable by ``name``.
-
-    The factory is called as ``factory(channels, **options)`` for each insertion point
-    ("between" stages or "inside" blocks). A method that rebuilds layers instead gives
-    ``position="replace"`` and ``transform(model, stages, **options)``."""
-
-    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ATTENTIONS[name] = AttentionSpec(name, factory, position, stages, inside_scope, transform)
-        return factory
-
-    return deco
 
 
 def architectures(form: str | None = None) -> list[tuple[str, str]]:
@@ -210,16 +178,6 @@ def _takes_input_size(spec: AttentionSpec) -> bool:
     return "input_size" in inspect.signature(build).parameters
 
 
-def attention_spec(name: str) -> AttentionSpec:
-    """The registered method ``name``."""
-    if name not in ATTENTIONS:
-        _load_methods()
-    if name not in ATTENTIONS:
-        known = ", ".join(sorted(ATTENTIONS))
-        raise ModelConfigError(f"unknown attention method {name!r}; choose one of {known}")
-    return ATTENTIONS[name]
-
-
 def place(
     model: StagedNet,
     spec: AttentionSpec,
@@ -296,7 +254,3 @@ def _out_channels(layer: nn.Module) -> int:
         return layer.out_channels
     raise ModelConfigError(f"cannot tell the width of {type(layer).__name__}")
 
-
-def _load_methods() -> None:
-    """Import the modules that register attention methods."""
-    import models.methods  # noqa: F401

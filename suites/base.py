@@ -65,6 +65,8 @@ class Row:
         inferred: the row's identity is inferred (lost check-mark columns of IX and XIII).
         available: None if the harness can run it, else what is missing ("detection
             training").
+        added: a row the user added (``run --add-method``, :mod:`suites.added`): not the
+            paper's, so no paper value; reports mark it as the user's.
     """
 
     backbone: str
@@ -78,6 +80,7 @@ class Row:
     inferred: bool = False
     available: str | None = None
     note: str = ""
+    added: bool = False
 
     @property
     def label(self) -> str:

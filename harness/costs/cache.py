@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # not imported at run time: the counting processes need no da
 #: The ``counter`` column of every stored count.
 COUNTER = "harness.costs.counting (paper MACs)"
 
+#: How a count without FLOPs is stored: this key in ``uncounted``, followed by the reason.
+FLOPS_ERROR = "FLOPs not counted: "
+
 #: Counts made or read in this process, by :func:`count_key`.
 _memo: dict[str, Counts] = {}
 
@@ -56,8 +59,11 @@ def stored_counts(db: ResultsDB, spec: ModelSpec) -> Counts | None:
     row = db.model_stats(count_key(spec))
     if row is None:
         return None
-    return Counts(row["params"], row["flops"], row["fvcore_total"],
-                  uncounted=dict(row["uncounted"]))
+    uncounted = {k: v for k, v in row["uncounted"].items() if not k.startswith(FLOPS_ERROR)}
+    error = next((k[len(FLOPS_ERROR):] for k in row["uncounted"] if k.startswith(FLOPS_ERROR)),
+                 "")
+    return Counts(row["params"], row["flops"], row["fvcore_total"], uncounted=uncounted,
+                  flops_error=error)
 
 
 def ensure_counts(specs: Iterable[ModelSpec], db: ResultsDB | None = None,
@@ -79,8 +85,9 @@ def ensure_counts(specs: Iterable[ModelSpec], db: ResultsDB | None = None,
     for key, counts in [*((k, _memo[k]) for k in remembered), *_count_all(todo, workers)]:
         _memo[key] = counts
         if db is not None:  # stored as each is counted: an interrupted count keeps its work
+            error = {FLOPS_ERROR + counts.flops_error: 0} if counts.flops_error else {}
             db.save_model_stats(key, counts.params, counts.macs, counts.fvcore_total, COUNTER,
-                                counts.uncounted)
+                                counts.uncounted | error)
     return {key: _memo[key] for key in wanted}
 
 

@@ -121,6 +121,8 @@ def cost_row(suite: Suite, row: Row, counts: Counts | None = None) -> CostRow:
                        params_diff_pct=None, flops_diff_pct=None, status="unavailable",
                        reason=str(exc), uncounted="")
     c = counts if counts is not None else counts_for(suite, row)
+    if c.flops_error:
+        return _params_only(base, c)
     ours = {"params_m": c.params_m, "flops_g": c.flops_g}
     diffs = {m: _diff_pct(ours[m], paper[m]) for m in COST_METRICS}
     has_paper = any(v is not None for v in paper.values())
@@ -147,6 +149,14 @@ def cost_row(suite: Suite, row: Row, counts: Counts | None = None) -> CostRow:
         reason=" | ".join(reasons),
         uncounted=", ".join(f"{op} x{n}" for op, n in sorted(c.uncounted.items())),
     )
+
+
+def _params_only(base: dict[str, Any], c: Counts) -> CostRow:
+    """A model fvcore could not trace: its params, and why its FLOPs are not counted."""
+    return CostRow(**base, params_m=round(c.params_m, 4), flops_g=None, fvcore_total_g=None,
+                   params_diff_pct=_diff_pct(c.params_m, base["paper_params_m"]),
+                   flops_diff_pct=None, status="counted",
+                   reason=f"FLOPs not counted: {c.flops_error}", uncounted="")
 
 
 def _diff_pct(ours: float, paper: float | None) -> float | None:

@@ -17,6 +17,7 @@ pooled product (c / L) V (S Ev), under the paper-convention name ``pooled_attent
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ class Counts:
     fvcore_total: int
     by_operator: dict[str, int] = field(default_factory=dict)
     uncounted: dict[str, int] = field(default_factory=dict)
+    #: why fvcore could not count this model's FLOPs ("" when it did; its params still count)
+    flops_error: str = ""
 
     @property
     def params_m(self) -> float:
@@ -102,11 +105,11 @@ class Counts:
 
     @property
     def flops_g(self) -> float:
-        return self.macs / 1e9
+        return math.nan if self.flops_error else self.macs / 1e9
 
     @property
     def fvcore_total_g(self) -> float:
-        return self.fvcore_total / 1e9
+        return math.nan if self.flops_error else self.fvcore_total / 1e9
 
 
 def count_params(model: nn.Module) -> int:
@@ -130,19 +133,29 @@ def count(model: nn.Module, input_size: int, batch: int | None = None) -> Counts
     level = fvcore_log.level
     fvcore_log.setLevel(logging.ERROR)
     try:
-        with torch.no_grad(), warnings.catch_warnings(), eval_mode(model, "batch"):
-            warnings.simplefilter("ignore")
-            fa = FlopCountAnalysis(model, x)
-            fa.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
-            fa.set_op_handle(POOLED_ATTENTION_OP, pooled_attention_flop_jit)
-            fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            by_op = dict(fa.by_operator())
-            uncounted = {
-                op: n for op, n in fa.unsupported_ops().items() if op not in FREE_OPS
-            }
+        by_op, uncounted = _trace(model, x)
+    except Exception as exc:  # noqa: BLE001 - a plugin fvcore cannot trace: params only
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Counts(count_params(model), 0, 0,
+                      flops_error=f"{type(exc).__name__}: {first}"[:200])
     finally:
         fvcore_log.setLevel(level)
     macs = sum(n for op, n in by_op.items() if op in PAPER_OPS)
     own = sum(by_op.get(op, 0) for op in OWN_HANDLES)
     total = sum(by_op.values()) - own  # what fvcore alone would say
     return Counts(count_params(model), macs // batch, total // batch, by_op, uncounted)
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, int], dict[str, int]]:
+    """fvcore's MACs by operator, and the operators it could not count (free ones aside)."""
+    with torch.no_grad(), warnings.catch_warnings(), eval_mode(model, "batch"):
+        warnings.simplefilter("ignore")
+        fa = FlopCountAnalysis(model, x)
+        fa.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+        fa.set_op_handle(POOLED_ATTENTION_OP, pooled_attention_flop_jit)
+        fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        by_op = dict(fa.by_operator())
+        uncounted = {
+            op: n for op, n in fa.unsupported_ops().items() if op not in FREE_OPS
+        }
+    return by_op, uncounted

@@ -19,6 +19,9 @@ class RunOptions:
     sets: tuple[str, ...] = ()  # --set [FILTER:]KEY=VALUE overrides of the jobs' configs
     dataset: str | None = None  # a data provider instead of the suite's
     retry_failed: bool = False  # run FAILED jobs again
+    add_methods: tuple[str, ...] = ()  # --add-method: a row per backbone for each (name or
+    # pkg.module:Class), beside the paper's rows (suites.added)
+    plugins: tuple[str, ...] = ()  # --plugin modules, imported here and in every worker
     # how much
     seeds: int | None = None  # seeds per row; None: the profile's
     epochs: int | None = None  # None: the recipe's (scaled by the profile)

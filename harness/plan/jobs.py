@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from harness.plan.spec import (DATASET_CLASSES, ModelSpec, NotAvailableError, check_available,
-                                model_spec, stable_hash)
+                                model_spec, plugins_of, stable_hash)
 from harness.errors import UserError
 from harness.plan.overrides import Overrides
+from harness.plan.profiles import PROFILES, Profile
 from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
 
@@ -42,37 +43,6 @@ ClassCounter = Callable[[dict[str, Any]], int]
 #: tests/test_every_row.py checks they agree): ImageNet 224, every other provider 32.
 PROVIDER_IMAGE_SIZE = {"imagenet": 224}
 DEFAULT_IMAGE_SIZE = 32
-
-
-@dataclass(frozen=True, kw_only=True)
-class Profile:
-    """How much of the paper's recipe a run uses."""
-
-    name: str
-    comparable: bool  # results may be set beside the paper's
-    epochs: int | None = None  # None: the recipe's
-    epoch_fraction: float = 1.0  # short: a fraction of the recipe's epochs
-    synthetic: bool = False  # smoke: synthetic data, whatever the suite's dataset
-    batch_size: int | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    seeds: int | None = None  # None: the suite's (the paper's five)
-    image_size: dict[str, int] = field(default_factory=dict)  # per model form
-    gpus: int | None = None  # data-parallel processes per job; None: the recipe's
-
-
-PROFILES = {
-    "paper": Profile(name="paper", comparable=True),
-    "short": Profile(name="short", comparable=False, epoch_fraction=0.25),
-    # a first real run on a CPU (docs/he2016.md): a class-balanced 10,000 of the training
-    # images, every test image, a few epochs (the recipe's lr steps scaled to them), 3 seeds
-    "mini": Profile(name="mini", comparable=False, epochs=3, train_size=10_000, seeds=3, gpus=1),
-    "smoke": Profile(
-        name="smoke", comparable=False, epochs=1, synthetic=True, batch_size=16,
-        train_size=64, val_size=32, seeds=1, image_size={"cifar": 16, "imagenet": 64},
-        gpus=1,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -354,6 +324,7 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
         "comparable": prof.comparable and data == paper_data and train == paper_train,
     }
     applied = apply_sets(config, row, list(settings))
+    _record_plugins(config["model"])
     _record_classes(config, count_classes)
     _check_split(config["train"], applied)
     if applied:  # another experiment than the paper's row: its own identity, not comparable
@@ -370,6 +341,16 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
     group = stable_hash(config)
     config_hash = stable_hash({**config, "seed": seed})
     return Job(suite.name, row, seed, {**config, "seed": seed}, config_hash, group, unavailable)
+
+
+def _record_plugins(model: dict[str, Any]) -> None:
+    """A model that builds a plugin method (its row's, or a ``--set model.attention``) records
+    each plugin (``model.plugins``); a model of built-in parts has no such key."""
+    records = plugins_of(model.get("attention"))
+    if records:
+        model["plugins"] = records
+    else:
+        model.pop("plugins", None)
 
 
 def _record_classes(config: dict[str, Any],

@@ -14,24 +14,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.plan.available import NotAvailableError, check_available
 from models import ModelConfigError, build_model
-from models.registry import (
-    DEFAULT_CLASSES,
-    INPUT_SIZE,
-    architectures,
-    attention_spec,
-    resolved_options,
-)
+from models.catalogue import BUILTIN_METHODS
+from models.plugins import ensure_plugins, plugin_records
+from models.registry import DEFAULT_CLASSES, INPUT_SIZE, resolved_options
 from suites.base import Row, Suite
+
+__all__ = ["DATASET_CLASSES", "ModelSpec", "NotAvailableError", "check_available", "model_spec",
+           "stable_hash"]
 
 
 #: Classes of each real dataset a suite may declare. A suite's models are built (and counted)
 #: with its dataset's classes, the form's default (``DEFAULT_CLASSES``) for any other.
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet": 1000}
-
-
-class NotAvailableError(RuntimeError):
-    """A row whose parts the harness does not have yet; never replaced by a fake result."""
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -48,13 +44,16 @@ def _jsonable(obj: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to build: backbone, form, classes, attention method and its options."""
+    """What to build: backbone, form, classes, attention method and its options, and the
+    record of each plugin method it builds (``models.plugins.plugin_record``; absent from
+    the config of a model of built-in parts, whose identity it therefore leaves alone)."""
 
     arch: str
     form: str
     num_classes: int
     attention: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    plugins: list[dict[str, Any]] | None = None
 
     @property
     def input_size(self) -> int:
@@ -67,6 +66,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        if not self.plugins:
+            del d["plugins"]
         return d
 
     def hash(self) -> str:
@@ -79,6 +80,8 @@ class ModelSpec:
             self.build()
 
     def build(self) -> nn.Module:
+        if self.plugins:
+            ensure_plugins(self.plugins)
         return build_model(
             self.arch,
             form=self.form,
@@ -100,23 +103,15 @@ def model_spec(suite: Suite, row: Row, num_classes: int | None = None) -> ModelS
     return ModelSpec(
         row.arch, suite.form,
         num_classes or DATASET_CLASSES.get(suite.dataset) or DEFAULT_CLASSES[suite.form],
-        attention, options,
+        attention, options, plugins_of(attention),
     )
 
 
-def check_available(suite: Suite, row: Row) -> None:
-    """Raise :class:`NotAvailableError` naming what is missing for ``row``."""
-    if row.available:
-        raise NotAvailableError(f"not yet available: {row.available} ({suite.name}: {row.label})")
-    if (suite.form, row.arch) not in architectures():
-        raise NotAvailableError(
-            f"not yet available: {suite.form} architecture {row.arch!r} ({suite.name}: {row.label})"
-        )
-    if row.method != "baseline":
-        for name in row.method.split("+"):
-            try:
-                attention_spec(name)
-            except ModelConfigError:
-                raise NotAvailableError(
-                    f"not yet available: attention method {name!r} ({suite.name}: {row.label})"
-                ) from None
+def plugins_of(attention: str | None) -> list[dict[str, Any]] | None:
+    """The plugin records of ``attention``'s methods that are not built in (None: none)."""
+    if not attention or all(n in BUILTIN_METHODS for n in attention.split("+")):
+        return None
+    try:
+        return plugin_records(attention) or None
+    except ModelConfigError:
+        return None  # an unknown method: check_available says what is missing

@@ -52,7 +52,8 @@ def gains_frame(rows: Sequence[RowReport], confidence: float = CONFIDENCE) -> pd
         else:
             note = ""
         out.append({
-            "table": suite.table, "backbone": rep.row.backbone, "method": rep.row.method,
+            "table": suite.table, "backbone": rep.row.backbone,
+            "method": rep.row.method + (" (added)" if rep.row.added else ""),
             "setting": rep.row.setting, "metric": metric,
             "paper_gain": pb - pp if pp is not None and pb is not None else math.nan,
             "gain": g.diff, "ci_low": g.low, "ci_high": g.high, "df": g.df,

@@ -28,6 +28,7 @@ from harness.store.status import JobStatus
 from harness.plan.jobs import PROFILES, expand, job_label, not_comparable_reason, parse_set
 from harness.plan.overrides import Overrides
 from harness.report.stats import RULE, Summary, summarize, within_rule
+from suites.added import AddMethodError, add_methods, baselines, compares_methods
 from suites.base import Row, Suite
 
 #: Profiles from most to least comparable with the paper.
@@ -459,6 +460,34 @@ def with_variants(rows: Sequence[RowReport],
     return out + [v for v in variants if id(v.row) not in shown]
 
 
+def method_label(row: Row) -> str:
+    """The method as a table prints it: " *" marks an inferred row, " (added)" a row the
+    user added (``run --add-method``; not in the paper)."""
+    return row.method + (" *" if row.inferred else "") + (" (added)" if row.added else "")
+
+
+def added_methods(suite: Suite, linked: pd.DataFrame) -> list[str]:
+    """Methods the suite's own jobs (``ResultsDB.results_frame(suite)``) trained that no row
+    of it names: the ones ``run --add-method`` added, on one of its baselines' backbones."""
+    if linked.empty or not compares_methods(suite):
+        return []
+    named = {r.method for r in suite.rows}
+    arches = {r.arch for r in baselines(suite)}
+    found = [c["model"].get("attention") for c in linked["config"]
+             if config_signature(c) is not None and not c.get("overrides")
+             and c["model"].get("arch") in arches]
+    return sorted({m for m in found if m and m not in named})
+
+
+def with_added_rows(suite: Suite, linked: pd.DataFrame) -> Suite:
+    """``suite`` with a row for each method :func:`added_methods` finds (as ``run
+    --add-method`` added them), so that the report shows them beside the paper's rows."""
+    try:
+        return add_methods(suite, added_methods(suite, linked))
+    except AddMethodError:
+        return suite
+
+
 # -------------------------------------------------------------------------------- frames
 def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
     if value is None or not math.isfinite(value):
@@ -501,6 +530,8 @@ def long_frame(rows: Sequence[RowReport], variants: Sequence[RowReport] = ()) ->
                 "cost_status": r.cost_status if metric in COST_METRICS else "",
                 "inferred": r.row.inferred, "reason": r.reason,
             })
+            if r.row.added:  # a column only in reports with added rows
+                out[-1]["added"] = True
             if variants:
                 out[-1] |= {"variant": r.variant, "variant_label": r.built}
     return pd.DataFrame(out)
@@ -520,7 +551,7 @@ def display_frame(rows: Sequence[RowReport],
     runnable = any(r.status != "unavailable" for r in rows)
     records = []
     for r in with_variants(rows, variants):
-        backbone, method = r.row.backbone, r.row.method + (" *" if r.row.inferred else "")
+        backbone, method = r.row.backbone, method_label(r.row)
         if r.is_variant:  # "ResNet-20 / se / SETTING": what its config builds
             backbone, _, rest = r.built.partition(" / ")
             backbone, method = VARIANT_MARK + backbone, rest.partition(" / ")[0]

@@ -39,4 +39,4 @@ def build_job_model(config: dict[str, Any], num_classes: int) -> nn.Module:
     """The job's network (untrained), for ``num_classes`` unless the config fixes them."""
     m = config["model"]
     return ModelSpec(m["arch"], m["form"], m["num_classes"] or num_classes, m["attention"],
-                     m["options"]).build()
+                     m["options"], m.get("plugins")).build()

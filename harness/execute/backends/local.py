@@ -26,6 +26,7 @@ from harness.plan.jobs import Job
 from harness.store.db import ResultsDB
 from harness.store.status import JobStatus
 from harness.store.workerid import worker_name
+from models.plugins import import_plugins
 
 WAIT_S = 2.0  # a worker with nothing to claim re-checks this often while others still run
 MAX_RESPAWNS = 3  # per slot, for workers that die (killed, out of memory) mid-run
@@ -152,6 +153,7 @@ def worker_main(slot: str | None, url: str, hashes: list[str], opts: RunOptions)
     else:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    import_plugins(opts.plugins)  # as the runner did (each job's config names its own too)
     try:
         _work(url, hashes, opts)
     except DBAPIError as exc:  # the job it held stays RUNNING and is reclaimed by the next run

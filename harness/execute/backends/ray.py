@@ -70,6 +70,23 @@ def pin_devices(num_gpus: float) -> str:
     return visible
 
 
+def plugin_env(config: dict[str, Any]) -> dict[str, str]:
+    """Environment of a task whose job builds plugins (``model.plugins``): the folders this
+    process imported them from first on PYTHONPATH (a plugin that is not installed), and
+    BA2M_PLUGINS. Empty for a job of built-in parts. The task imports each plugin from its
+    job's config whatever this says."""
+    from models.catalogue import PLUGINS_ENV
+    from models.plugins import import_root
+
+    records = (config.get("model") or {}).get("plugins") or []
+    folders = [f for f in (import_root(r["module"]) for r in records) if f]
+    if not records:
+        return {}
+    path = os.pathsep.join(dict.fromkeys(
+        [*folders, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+    return {"PYTHONPATH": path, PLUGINS_ENV: os.environ.get(PLUGINS_ENV, "")}
+
+
 # ------------------------------------------------------------------------------ the task
 def as_task(fn: Any) -> Any:
     """``fn`` as a Ray remote function with the backend's task settings: a fresh worker
@@ -95,7 +112,9 @@ def run_job(url: str, config_hash: str, opts: RunOptions,
     from harness.execute.worker import STALE_AFTER_S, attempt_info, run_claimed
     from harness.store.db import ResultsDB
     from harness.store.workerid import is_dead_local, worker_name
+    from models.plugins import import_plugins
 
+    import_plugins(opts.plugins)  # as the driver did (each job's config names its own too)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and \
             not Path(parsed.database).is_file():  # not on this machine: create no stray file
@@ -228,7 +247,10 @@ class _Driver:
 
     def _submit(self, job: Job) -> None:
         res = task_resources(job.config, self.cluster_gpus, self.opts.jobs_per_gpu)
-        ref = self.remote.options(name=f"ba2m {job.label} seed {job.seed}", **res).remote(
+        env = plugin_env(job.config)
+        extra = {"runtime_env": {"env_vars": env}} if env else {}
+        ref = self.remote.options(name=f"ba2m {job.label} seed {job.seed}", **res,
+                                  **extra).remote(
             self.url, job.config_hash, self.task_opts, res["num_gpus"])
         self.refs[ref] = job
 

@@ -1,0 +1,242 @@
+"""Attention methods from outside the zoo: loaded, checked, and recorded so that every
+process builds the same module.
+
+A plugin is named three ways (docs/extending.md): an entry point in
+``models.catalogue.ATTENTION_GROUP``, a module imported with ``--plugin`` / ``BA2M_PLUGINS``
+that calls ``register_attention``, or ``"pkg.module:Class"`` itself. An entry point's or a
+reference's object says where it goes with optional class attributes, as
+``register_attention``'s arguments: ``position`` ("inside" by default: every residual block,
+like SE), ``stages`` (None: every stage) and ``inside_scope`` ("all").
+
+A job that builds a plugin records :func:`plugin_record` in its model config (so in its
+hash): the method's name, the module to import, its object, its distribution's version and a
+hash of its source. A worker, data-parallel rank or Ray task re-imports the plugin from that
+record (:func:`ensure_plugins`) and refuses to build it when the plugin changed since the job
+was planned: a changed plugin makes new jobs, never an old result taken for a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import sys
+from collections.abc import Iterable
+from functools import cache
+from importlib.metadata import EntryPoint, packages_distributions, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.catalogue import BUILTIN_METHODS, entry_point_methods, is_object_ref
+from models.specs import ATTENTIONS, AttentionSpec, ModelConfigError, add_spec
+
+#: A plugin's input in the shape check: batch 2, 16 channels, 8x8.
+PROBE_SHAPE = (2, 16, 8, 8)
+
+
+def import_plugin(module: str) -> None:
+    """Import a ``--plugin`` module (its ``register_attention`` calls register its methods)."""
+    if module in sys.modules:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelConfigError(f"plugin module {module!r} does not import ({first}); install "
+                               "it or put its folder on PYTHONPATH") from None
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """Import every module of ``modules`` (see :func:`import_plugin`)."""
+    for module in modules:
+        import_plugin(module)
+
+
+def import_root(module: str) -> str | None:
+    """The ``sys.path`` folder ``module`` was imported from (None: not imported, or not from
+    a file)."""
+    top = sys.modules.get(module.partition(".")[0])
+    path = getattr(top, "__file__", None)
+    if not path:
+        return None
+    file = Path(path).resolve()
+    return str(file.parents[1] if file.name == "__init__.py" else file.parent)
+
+
+def entry_point_names() -> tuple[str, ...]:
+    """The method names installed packages declare as entry points."""
+    return tuple(sorted(entry_point_methods()))
+
+
+def load_method(name: str) -> None:
+    """Register the plugin method ``name`` from its ``"pkg.module:Class"`` reference or its
+    entry point (nothing when neither names it: the caller says it is unknown)."""
+    if is_object_ref(name):
+        module, _, attr = name.partition(":")
+        import_plugin(module)
+        obj = _attribute(sys.modules[module], attr, f"{name!r}: {module} has no {attr!r}; "
+                         "check the spelling of pkg.module:Class")
+        add_spec(spec_from_object(name, obj, f"object {name}", module))
+        return
+    found = entry_point_methods().get(name, ())
+    if len(found) > 1:
+        places = " and ".join(f"entry point {ep.value} ({_dist_name(ep)})" for ep in found)
+        raise ModelConfigError(f"attention method {name!r} is registered twice: by {places}; "
+                               "uninstall or rename one of them")
+    if found:
+        add_spec(_from_entry_point(found[0]))
+
+
+def _from_entry_point(ep: EntryPoint) -> AttentionSpec:
+    module, _, attr = ep.value.partition(":")
+    import_plugin(module)
+    where = f"entry point {ep.name} = {ep.value} ({_dist_name(ep)})"
+    obj = _attribute(sys.modules[module], attr, f"{where} names a missing object: {module} "
+                     f"has no {attr!r}; fix the entry point in the package's pyproject.toml")
+    return spec_from_object(ep.name, obj, where, module)
+
+
+def _attribute(module: Any, dotted: str, missing: str) -> Any:
+    obj = module
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            raise ModelConfigError(missing)
+        obj = getattr(obj, part)
+    return obj
+
+
+def _dist_name(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "no distribution"
+
+
+def spec_from_object(name: str, obj: Any, origin: str, module: str) -> AttentionSpec:
+    """A method made by ``obj`` (a class or factory taking ``channels``), placed as its
+    optional ``position`` / ``stages`` / ``inside_scope`` attributes say."""
+    if not callable(obj):
+        raise ModelConfigError(f"{origin}: a {type(obj).__name__}, which is not an nn.Module "
+                               "class or factory; point it at the module's class")
+    return AttentionSpec(name, obj, getattr(obj, "position", "inside"),
+                         getattr(obj, "stages", None), getattr(obj, "inside_scope", "all"),
+                         getattr(obj, "transform", None), origin, module)
+
+
+# ------------------------------------------------------------------------------ lookup
+def attention_spec(name: str) -> AttentionSpec:
+    """The method ``name``, loaded when first asked for: a built-in's module, a plugin's
+    entry point or ``"pkg.module:Class"`` reference (see ``models.plugins``)."""
+    if name not in ATTENTIONS:
+        if name in BUILTIN_METHODS:
+            importlib.import_module(BUILTIN_METHODS[name])
+        else:
+            load_method(name)
+    if name not in ATTENTIONS:
+        known = ", ".join(sorted({*BUILTIN_METHODS, *ATTENTIONS}))
+        raise ModelConfigError(f"unknown attention method {name!r}; choose one of {known}, "
+                               "an installed plugin's name or pkg.module:Class")
+    return ATTENTIONS[name]
+
+
+def all_methods() -> list[AttentionSpec]:
+    """Every method: the built-ins (all loaded), entry points and registered plugins."""
+    for name in (*BUILTIN_METHODS, *entry_point_names()):
+        attention_spec(name)
+    return [ATTENTIONS[n] for n in sorted(ATTENTIONS)]
+
+
+# ------------------------------------------------------------------------------ checks
+def check_plugin(name: str) -> None:
+    """Raise :class:`ModelConfigError` unless the plugin ``name`` makes an ``nn.Module`` from
+    ``channels`` that keeps its input's shape. A forward that raises is left to the job
+    (which FAILS with the plugin's message)."""
+    spec = _spec(name)
+    if spec.builtin or spec.transform is not None:
+        return
+    try:
+        inspect.signature(spec.factory).bind(PROBE_SHAPE[1])
+    except TypeError as exc:
+        raise ModelConfigError(f"{spec.origin}: does not accept channels ({exc}); give its "
+                               "constructor the channel count as first argument") from None
+    except ValueError:
+        pass  # no signature to read (a builtin): building it says
+    module = spec.factory(PROBE_SHAPE[1])
+    if not isinstance(module, nn.Module):
+        raise ModelConfigError(f"{spec.origin}: made a {type(module).__name__}, which is not "
+                               "an nn.Module; point it at an nn.Module class")
+    x = torch.zeros(PROBE_SHAPE)
+    try:
+        with torch.no_grad():
+            out = module.train()(x)
+    except Exception:  # noqa: BLE001 - raised again in the job, which records it
+        return
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelConfigError(f"{spec.origin}: changes the tensor's shape ({tuple(x.shape)} "
+                               f"-> {got}); an attention module must return its input's shape")
+
+
+def _spec(name: str) -> AttentionSpec:
+    return attention_spec(name)
+
+
+# ----------------------------------------------------------------------------- records
+def plugin_records(attention: str | None) -> list[dict[str, Any]]:
+    """The plugin record of every method of ``attention`` ("se+eca") that is not built in."""
+    if not attention or attention == "baseline":
+        return []
+    return [plugin_record(_spec(n)) for n in attention.split("+") if not _spec(n).builtin]
+
+
+def plugin_record(spec: AttentionSpec) -> dict[str, Any]:
+    """What a job records of a plugin method: name, module, object, version, source hash."""
+    obj = f"{getattr(spec.factory, '__module__', '?')}:" \
+          f"{getattr(spec.factory, '__qualname__', '?')}"
+    modules = dict.fromkeys([spec.module, obj.partition(":")[0]])
+    return {"name": spec.name, "module": spec.module, "object": obj,
+            "version": _version(spec.module), "source": _source_hash(tuple(modules))}
+
+
+def ensure_plugins(records: Iterable[dict[str, Any]]) -> None:
+    """Load each recorded plugin in this process (a worker, rank or Ray task) and refuse one
+    that differs from the record (another version or source than the job was planned with)."""
+    for record in records:
+        name = record["name"]
+        if name not in ATTENTIONS and not is_object_ref(name) \
+                and name not in entry_point_methods():
+            import_plugin(record["module"])
+        here = plugin_record(_spec(name))
+        if (here["version"], here["source"]) != (record.get("version"), record.get("source")):
+            raise ModelConfigError(
+                f"plugin {name!r} changed since this job was planned (planned: version "
+                f"{record.get('version')}, source {record.get('source')}; here: version "
+                f"{here['version']}, source {here['source']}); plan the jobs again with "
+                "`ba2m-bench run` (the changed plugin makes new jobs)")
+
+
+def _version(module: str) -> str | None:
+    dists = distributions().get(module.partition(".")[0])
+    if not dists:
+        return None
+    try:
+        return f"{dists[0]} {version(dists[0])}"
+    except Exception:  # noqa: BLE001 - metadata of a broken install: no version
+        return None
+
+
+@cache
+def distributions() -> dict[str, list[str]]:
+    """Top-level module -> the installed distributions that provide it (read once)."""
+    return packages_distributions()
+
+
+def _source_hash(modules: tuple[str, ...]) -> str:
+    """sha256 (16 hex digits) of the source files of ``modules``."""
+    h = hashlib.sha256()
+    for name in modules:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and Path(path).is_file():
+            h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
