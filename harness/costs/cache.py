@@ -99,7 +99,7 @@ def forget_counts() -> None:
 def count_spec(spec: ModelSpec) -> Counts:
     """Count one model, on one thread (as each worker process does)."""
     torch.set_num_threads(1)
-    return count(uninitialised(spec), spec.input_size)
+    return count(uninitialised(spec), spec.input_size, plugin=bool(spec.plugins))
 
 
 def uninitialised(spec: ModelSpec) -> torch.nn.Module:
@@ -122,7 +122,7 @@ def _count_all(todo: dict[str, ModelSpec],
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers <= 1:
         for key, spec in todo.items():
-            yield key, count(uninitialised(spec), spec.input_size)
+            yield key, count(uninitialised(spec), spec.input_size, plugin=bool(spec.plugins))
         return
     ctx = multiprocessing.get_context("spawn")
     # the biggest models first, so no worker is left with a long tail

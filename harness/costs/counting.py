@@ -117,14 +117,19 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count(model: nn.Module, input_size: int, batch: int | None = None) -> Counts:
+def count(model: nn.Module, input_size: int, batch: int | None = None, *,
+          plugin: bool = False) -> Counts:
     """Params and per-image paper-convention FLOPs of ``model`` on a ``batch`` of 3xSxS images.
 
     The batch is 1 by default, or 2 where a module declares ``batch_dependent`` (BA²M: a
     batch of one has weight exactly 1 and skips the module, so batch 1 would count none of
     it); MACs are divided by the batch. Batch-aware modules are counted active (their
     training-time cost), whatever their ``eval_mode``. BA²M's batch softmax costs O(N) and
-    is not counted."""
+    is not counted.
+
+    A model with a ``plugin`` part (a plugin backbone or method, which fvcore may not trace)
+    gets its params and ``flops_error`` when tracing fails; a model of built-in parts that
+    fvcore cannot trace raises, as a bug of the zoo or the counter."""
     if batch is None:
         batch = 2 if any(getattr(m, "batch_dependent", False) for m in model.modules()) else 1
     model = model.eval()
@@ -135,6 +140,8 @@ def count(model: nn.Module, input_size: int, batch: int | None = None) -> Counts
     try:
         by_op, uncounted = _trace(model, x)
     except Exception as exc:  # noqa: BLE001 - a plugin fvcore cannot trace: params only
+        if not plugin:
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Counts(count_params(model), 0, 0,
                       flops_error=f"{type(exc).__name__}: {first}"[:200])
