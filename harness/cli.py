@@ -47,7 +47,7 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
+        except (UserError, suites.SuitePluginError) as exc:
             err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (RunFailure, DBAPIError) as exc:
@@ -100,14 +100,16 @@ def count(
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite "
                            "path; counts are read from and stored in its model_stats."),
     add_methods: list[str] = typer.Option(None, "--add-method", help="Also count the rows "
-                                          "`run --add-method` adds (repeatable)."),
+                                          "`run --add-method` adds (repeatable; those of the "
+                                          "database's jobs are counted without it)."),
     plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first "
                                       "(repeatable; also BA2M_PLUGINS)."),
 ) -> None:
-    """Params and FLOPs of every declared row, beside the paper's values; the counts are
-    stored in the database, where reports read them."""
+    """Params and FLOPs of every declared row, and of the rows `run --add-method` added to the
+    database's jobs, beside the paper's values; the counts are stored in the database, where
+    reports read them."""
     from harness.costs.compare import cost_table, unused_deviations
-    from harness.plan.plugins import load_plugins, with_added
+    from harness.plan.plugins import check_methods, load_plugins, with_added, with_stored_added
     from harness.store.db import ResultsDB
 
     if fmt not in FORMATS:
@@ -119,6 +121,8 @@ def count(
             raise UserError("--add-method needs --table (the suite the rows were added to)")
         chosen = [with_added(s, tuple(add_methods)) for s in chosen]
     with ResultsDB(db) as rdb:
+        chosen = [with_stored_added(s, rdb.results_frame(s.name)["config"]) for s in chosen]
+        check_methods(r.method for s in chosen for r in s.rows if r.added)
         rows = cost_table(chosen, db=rdb)
     frame = pd.DataFrame([r.to_dict() for r in rows])
     title = "Params (M) and FLOPs (G, multiply-accumulates) vs the paper"
@@ -138,11 +142,17 @@ def count(
 
 @app.command("suites")
 @friendly
-def list_suites() -> None:
-    """Every suite with its table, dataset and job counts per profile."""
+def list_suites(
+    plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first (a "
+                                      "suite it defines is listed; repeatable; also "
+                                      "BA2M_PLUGINS)."),
+) -> None:
+    """Every suite with its table, dataset and job counts per profile (plugins' too)."""
+    from harness.plan.plugins import load_plugins
     from harness.plan.profiles import PROFILES
     from harness.plan.sizes import suite_size
 
+    load_plugins(tuple(plugins or ()))
     rows = []
     for s in suites.all_suites():
         sizes = {p: suite_size(s, prof) for p, prof in PROFILES.items()}
@@ -287,10 +297,14 @@ def run(
 def status(
     suite: str = typer.Argument(None, help="Suite name; all suites when omitted."),
     db: str = typer.Option(None, "--db", envvar="BA2M_DB", help="SQLAlchemy URL or SQLite path."),
+    plugins: list[str] = typer.Option(None, "--plugin", help="Import this module first (for "
+                                      "a suite it defines; repeatable; also BA2M_PLUGINS)."),
 ) -> None:
     """Jobs by status, and every failure with its reason."""
+    from harness.plan.plugins import load_plugins
     from harness.store.db import ResultsDB
 
+    load_plugins(tuple(plugins or ()))
     if suite is not None and suite not in suites.NAMES:
         raise UserError(str(suites.UnknownSuiteError(suite)))
     with ResultsDB(db, read_only=True) as rdb:

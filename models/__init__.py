@@ -18,6 +18,7 @@ _EXPORTS = {
     "build_backbone": "models.registry",
     "build_model": "models.registry",
     "register_attention": "models.registry",
+    "register_backbone": "models.registry",
 }
 
 

@@ -1,5 +1,5 @@
-"""Attention methods from outside the zoo: loaded, checked, and recorded so that every
-process builds the same module.
+"""Attention methods and backbones from outside the zoo: loaded, checked, and recorded so
+that every process builds the same model.
 
 A plugin is named three ways (docs/extending.md): an entry point in
 ``models.catalogue.ATTENTION_GROUP``, a module imported with ``--plugin`` / ``BA2M_PLUGINS``
@@ -13,6 +13,10 @@ hash): the method's name, the module to import, its object, its distribution's v
 hash of its source. A worker, data-parallel rank or Ray task re-imports the plugin from that
 record (:func:`ensure_plugins`) and refuses to build it when the plugin changed since the job
 was planned: a changed plugin makes new jobs, never an old result taken for a new one.
+
+A backbone is named by an entry point in ``models.catalogue.BACKBONE_GROUP`` (its object's
+optional ``form`` attribute: "cifar" by default) or by a ``--plugin`` module that calls
+``register_backbone``; its record has ``kind: "backbone"`` and its ``form``.
 """
 
 from __future__ import annotations
@@ -30,40 +34,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.catalogue import BUILTIN_METHODS, entry_point_methods, is_object_ref
-from models.specs import ATTENTIONS, AttentionSpec, ModelConfigError, add_spec
+from models.catalogue import (ARCHITECTURES, BUILTIN_METHODS, entry_point_backbones,
+                              entry_point_methods, entry_point_source, import_plugin,
+                              import_plugins, import_root, is_object_ref)
+from models.specs import (ATTENTIONS, BACKBONES, FORMS, AttentionSpec, BackboneSpec,
+                          ModelConfigError, add_backbone, add_spec)
+
+__all__ = ["all_methods", "attention_spec", "backbone_spec", "check_backbone", "check_plugin",
+           "ensure_plugins", "import_plugin", "import_plugins", "import_root", "load_method",
+           "plugin_record", "plugin_records", "spec_from_object"]
 
 #: A plugin's input in the shape check: batch 2, 16 channels, 8x8.
 PROBE_SHAPE = (2, 16, 8, 8)
-
-
-def import_plugin(module: str) -> None:
-    """Import a ``--plugin`` module (its ``register_attention`` calls register its methods)."""
-    if module in sys.modules:
-        return
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelConfigError(f"plugin module {module!r} does not import ({first}); install "
-                               "it or put its folder on PYTHONPATH") from None
-
-
-def import_plugins(modules: Iterable[str]) -> None:
-    """Import every module of ``modules`` (see :func:`import_plugin`)."""
-    for module in modules:
-        import_plugin(module)
-
-
-def import_root(module: str) -> str | None:
-    """The ``sys.path`` folder ``module`` was imported from (None: not imported, or not from
-    a file)."""
-    top = sys.modules.get(module.partition(".")[0])
-    path = getattr(top, "__file__", None)
-    if not path:
-        return None
-    file = Path(path).resolve()
-    return str(file.parents[1] if file.name == "__init__.py" else file.parent)
 
 
 def entry_point_names() -> tuple[str, ...]:
@@ -111,6 +93,71 @@ def _attribute(module: Any, dotted: str, missing: str) -> Any:
 def _dist_name(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else "no distribution"
+
+
+# ---------------------------------------------------------------------------- backbones
+def backbone_spec(form: str, arch: str) -> BackboneSpec | None:
+    """The plugin backbone ``arch`` in ``form``: registered by a ``--plugin`` module, or loaded
+    from its entry point when first asked for; None when no plugin declares ``arch``."""
+    if (form, arch) in BACKBONES:
+        return BACKBONES[(form, arch)]
+    found = entry_point_backbones().get(arch, ())
+    if len(found) > 1:
+        places = " and ".join(entry_point_source(ep) for ep in found)
+        raise ModelConfigError(f"backbone {arch!r} is registered twice: by {places}; "
+                               "uninstall or rename one of them")
+    if not found:
+        return None
+    ep = found[0]
+    module, _, attr = ep.value.partition(":")
+    import_plugin(module)
+    where = entry_point_source(ep)
+    obj = _attribute(sys.modules[module], attr, f"{where} names a missing object: {module} "
+                     f"has no {attr!r}; fix the entry point in the package's pyproject.toml")
+    if not callable(obj):
+        raise ModelConfigError(f"{where}: a {type(obj).__name__}, which is not a backbone "
+                               "class or factory; point it at a StagedNet class or function")
+    spec = BackboneSpec(arch, getattr(obj, "form", "cifar"), obj, where, module)
+    add_backbone(spec)
+    if spec.form != form:
+        raise ModelConfigError(f"{where}: backbone {arch!r} is built for {spec.form} images "
+                               f"(its form), not {form}; use it in a {spec.form} suite or give "
+                               "it form = " + repr(form))
+    return spec
+
+
+def check_backbone(form: str, arch: str) -> None:
+    """Raise :class:`ModelConfigError` unless the plugin backbone ``arch`` makes a staged
+    network (``stages``, an ``after`` slot per stage, ``stage_channels``): built once on the
+    meta device (no memory). A built-in backbone passes."""
+    if (form, arch) in ARCHITECTURES:
+        return
+    spec = backbone_spec(form, arch)
+    if spec is None:
+        raise ModelConfigError(f"unknown {form} architecture {arch!r}")
+    try:
+        with torch.device("meta"):
+            model = spec.factory(10)
+    except TypeError as exc:
+        raise ModelConfigError(f"{spec.origin}: does not build from num_classes ({exc}); give "
+                               "it the class count as first argument") from None
+    n = len(getattr(model, "stages", ()) or ())
+    if not isinstance(model, nn.Module) or not n \
+            or len(getattr(model, "after", ())) != n \
+            or len(getattr(model, "stage_channels", ())) != n:
+        raise ModelConfigError(f"{spec.origin}: made a {type(model).__name__} without stages, "
+                               "an after slot per stage and stage_channels; subclass "
+                               "models.backbones.StagedNet")
+
+
+def backbone_record(spec: BackboneSpec) -> dict[str, Any]:
+    """What a job records of a plugin backbone (as :func:`plugin_record`, with its kind and
+    form)."""
+    obj = f"{getattr(spec.factory, '__module__', '?')}:" \
+          f"{getattr(spec.factory, '__qualname__', '?')}"
+    modules = dict.fromkeys([spec.module, obj.partition(":")[0]])
+    return {"kind": "backbone", "name": spec.name, "form": spec.form, "module": spec.module,
+            "object": obj, "version": _version(spec.module), "source": _source_hash(tuple(modules))}
 
 
 def spec_from_object(name: str, obj: Any, origin: str, module: str) -> AttentionSpec:
@@ -183,11 +230,18 @@ def _spec(name: str) -> AttentionSpec:
 
 
 # ----------------------------------------------------------------------------- records
-def plugin_records(attention: str | None) -> list[dict[str, Any]]:
-    """The plugin record of every method of ``attention`` ("se+eca") that is not built in."""
+def plugin_records(attention: str | None, arch: str | None = None,
+                   form: str | None = None) -> list[dict[str, Any]]:
+    """The record of ``arch``'s backbone when a plugin's (first), then of every method of
+    ``attention`` ("se+eca") that is not built in."""
+    out = []
+    if arch is not None and form in FORMS and (form, arch) not in ARCHITECTURES:
+        spec = backbone_spec(form, arch)
+        if spec is not None:
+            out.append(backbone_record(spec))
     if not attention or attention == "baseline":
-        return []
-    return [plugin_record(_spec(n)) for n in attention.split("+") if not _spec(n).builtin]
+        return out
+    return out + [plugin_record(_spec(n)) for n in attention.split("+") if not _spec(n).builtin]
 
 
 def plugin_record(spec: AttentionSpec) -> dict[str, Any]:
@@ -204,10 +258,20 @@ def ensure_plugins(records: Iterable[dict[str, Any]]) -> None:
     that differs from the record (another version or source than the job was planned with)."""
     for record in records:
         name = record["name"]
-        if name not in ATTENTIONS and not is_object_ref(name) \
-                and name not in entry_point_methods():
-            import_plugin(record["module"])
-        here = plugin_record(_spec(name))
+        if record.get("kind") == "backbone":
+            form = record["form"]
+            if (form, name) not in BACKBONES and name not in entry_point_backbones():
+                import_plugin(record["module"])
+            spec = backbone_spec(form, name)
+            if spec is None:
+                raise ModelConfigError(f"plugin backbone {name!r}: module {record['module']} "
+                                       "imported but registers no such backbone")
+            here = backbone_record(spec)
+        else:
+            if name not in ATTENTIONS and not is_object_ref(name) \
+                    and name not in entry_point_methods():
+                import_plugin(record["module"])
+            here = plugin_record(_spec(name))
         if (here["version"], here["source"]) != (record.get("version"), record.get("source")):
             raise ModelConfigError(
                 f"plugin {name!r} changed since this job was planned (planned: version "

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
 from typing import Any
 
+import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
@@ -33,24 +35,25 @@ from models.backbones import (
     resnet,
 )
 from models.lightweight import CIFAR_LIGHTWEIGHT
-from models.plugins import all_methods, attention_spec
-from models.specs import ATTENTIONS, AttentionSpec, ModelConfigError, register_attention
+from models.plugins import all_methods, attention_spec, backbone_spec
+from models.specs import (ATTENTIONS, BACKBONES, FORMS, AttentionSpec, ModelConfigError,
+                          register_attention, register_backbone)
 
 __all__ = ["ATTENTIONS", "AttentionSpec", "ModelConfigError", "all_methods", "architectures",
            "attention_spec", "build_backbone", "build_model", "place", "register_attention",
-           "resolved_options", "size_dependent"]
-
-FORMS = ("cifar", "imagenet")
+           "register_backbone", "resolved_options", "size_dependent"]
 POSITIONS = ("between", "inside", "replace")
 DEFAULT_CLASSES = {"cifar": 100, "imagenet": 1000}
 INPUT_SIZE = {"cifar": 32, "imagenet": 224}
 
 
 def architectures(form: str | None = None) -> list[tuple[str, str]]:
-    """Every (form, arch) the zoo can build."""
+    """Every (form, arch) the zoo can build: the built-in backbones, then the plugin ones
+    registered so far."""
     pairs = [("imagenet", a) for a in IMAGENET_RESNETS]
     pairs += [("cifar", a) for a in (*CIFAR_RESNETS, *CIFAR_PREACT, *CIFAR_LIGHTWEIGHT)]
     pairs += [("cifar", a) for a in CIFAR_OPTION_A]
+    pairs += [p for p in BACKBONES if p not in pairs]
     return [p for p in pairs if form is None or p[0] == form]
 
 
@@ -70,7 +73,17 @@ def num_stages(arch: str, form: str) -> int:
         return len(CIFAR_LIGHTWEIGHT[arch](10).stages)
     if arch in CIFAR_OPTION_A:
         return len(OPTION_A_WIDTHS)
+    if form in FORMS and backbone_spec(form, arch) is not None:
+        return _plugin_stages(form, arch)
     return 3
+
+
+@cache
+def _plugin_stages(form: str, arch: str) -> int:
+    """A plugin backbone's stage count: built once on the meta device (no memory)."""
+    spec = backbone_spec(form, arch)
+    with torch.device("meta"):
+        return len(spec.factory(DEFAULT_CLASSES[form]).stages)  # type: ignore[union-attr]
 
 
 def resolved_options(
@@ -108,8 +121,12 @@ def build_backbone(arch: str, form: str, num_classes: int, **arch_options: Any) 
         if arch_options:
             raise ModelConfigError(f"{arch} takes no architecture options, got {arch_options}")
         return builders[arch](num_classes)
+    plugin = backbone_spec(form, arch)
+    if plugin is not None:
+        return plugin.factory(num_classes, **arch_options)
     known = ", ".join(a for f, a in architectures(form))
-    raise ModelConfigError(f"unknown {form} architecture {arch!r}; choose one of {known}")
+    raise ModelConfigError(f"unknown {form} architecture {arch!r}; choose one of {known} or a "
+                           "plugin's (docs/extending.md)")
 
 
 def build_model(

@@ -18,7 +18,7 @@ from harness.execute.backends.local import job_gpus, run_local, slots
 from harness.execute.options import RunOptions
 from harness.execute.worker import STALE_AFTER_S, expire_dead_local_workers
 from harness.plan.jobs import Job, expand, not_comparable_reason, profile, runtime_config
-from harness.plan.plugins import check_methods, load_plugins, with_added
+from harness.plan.plugins import check_plugins, load_plugins, with_added
 from harness.store.db import JobSpec, ResultsDB
 from harness.store.status import JobStatus
 from harness.store.workerid import worker_name
@@ -29,17 +29,17 @@ BACKENDS = ("local", "ray")
 def plan(name: str, opts: RunOptions) -> list[Job]:
     """The suite's jobs under the options (raises :class:`UserError` on bad input); what
     ``run --dry-run`` shows. ``--plugin`` modules are imported first, ``--add-method`` rows
-    added, and every plugin method a job builds is checked before anything is stored."""
+    added, and every plugin backbone and method a job builds is checked before anything is
+    stored."""
     load_plugins(opts.plugins)
     try:
         suite = suites.get(name)
-    except suites.UnknownSuiteError as exc:
+    except (suites.UnknownSuiteError, suites.SuitePluginError) as exc:
         raise UserError(str(exc)) from None
     suite = with_added(suite, opts.add_methods)
     jobs = expand(suite, profile(opts.profile), opts.overrides(),
                   count_classes=lambda data: count_classes(data, opts))
-    check_methods(p["name"] for j in jobs if j.unavailable is None
-                  for p in j.config.get("model", {}).get("plugins") or ())
+    check_plugins(j.config.get("model") or {} for j in jobs if j.unavailable is None)
     return jobs
 
 

@@ -105,7 +105,7 @@ def _arch_names() -> dict[str, str]:
     import suites
 
     names: dict[str, str] = {}
-    for suite in suites.all_suites():
+    for suite in suites.loaded():  # no plugin suite's entry point loaded just for labels
         for row in suite.rows:
             if row.arch:
                 names.setdefault(row.arch, row.backbone)
@@ -344,9 +344,10 @@ def _job(suite: Suite, row: Row, seed: int, prof: Profile, over: Overrides,
 
 
 def _record_plugins(model: dict[str, Any]) -> None:
-    """A model that builds a plugin method (its row's, or a ``--set model.attention``) records
-    each plugin (``model.plugins``); a model of built-in parts has no such key."""
-    records = plugins_of(model.get("attention"))
+    """A model that builds a plugin backbone or method (its row's, or a ``--set
+    model.arch``/``model.attention``) records each plugin (``model.plugins``); a model of
+    built-in parts has no such key."""
+    records = plugins_of(model.get("attention"), model.get("arch"), model.get("form"))
     if records:
         model["plugins"] = records
     else:

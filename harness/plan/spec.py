@@ -16,7 +16,7 @@ from torch import nn
 
 from harness.plan.available import NotAvailableError, check_available
 from models import ModelConfigError, build_model
-from models.catalogue import BUILTIN_METHODS
+from models.catalogue import ARCHITECTURES, BUILTIN_METHODS
 from models.plugins import ensure_plugins, plugin_records
 from models.registry import DEFAULT_CLASSES, INPUT_SIZE, resolved_options
 from suites.base import Row, Suite
@@ -45,7 +45,7 @@ def _jsonable(obj: Any) -> Any:
 @dataclass(frozen=True)
 class ModelSpec:
     """What to build: backbone, form, classes, attention method and its options, and the
-    record of each plugin method it builds (``models.plugins.plugin_record``; absent from
+    record of each plugin backbone or method it builds (``models.plugins``; absent from
     the config of a model of built-in parts, whose identity it therefore leaves alone)."""
 
     arch: str
@@ -103,15 +103,19 @@ def model_spec(suite: Suite, row: Row, num_classes: int | None = None) -> ModelS
     return ModelSpec(
         row.arch, suite.form,
         num_classes or DATASET_CLASSES.get(suite.dataset) or DEFAULT_CLASSES[suite.form],
-        attention, options, plugins_of(attention),
+        attention, options, plugins_of(attention, row.arch, suite.form),
     )
 
 
-def plugins_of(attention: str | None) -> list[dict[str, Any]] | None:
-    """The plugin records of ``attention``'s methods that are not built in (None: none)."""
-    if not attention or all(n in BUILTIN_METHODS for n in attention.split("+")):
+def plugins_of(attention: str | None, arch: str | None = None,
+               form: str | None = None) -> list[dict[str, Any]] | None:
+    """The plugin records of ``arch``'s backbone and ``attention``'s methods that are not
+    built in (None: none)."""
+    builtin_arch = arch is None or (form, arch) in ARCHITECTURES
+    if builtin_arch and (not attention or all(n in BUILTIN_METHODS
+                                              for n in attention.split("+"))):
         return None
     try:
-        return plugin_records(attention) or None
+        return plugin_records(attention, None if builtin_arch else arch, form) or None
     except ModelConfigError:
-        return None  # an unknown method: check_available says what is missing
+        return None  # an unknown method or backbone: check_available says what is missing

@@ -19,8 +19,8 @@ from harness.report.consistency import Flag, consistency_flags
 from harness.report.gains import gains_frame
 from harness.report.stats import weight_shares
 from harness.report.provenance import not_comparable_banner, provenance
-from harness.report.tables import (RowConfigs, RowReport, build_rows, build_variants, long_frame,
-                                   with_added_rows)
+from harness.plan.plugins import with_stored_added
+from harness.report.tables import RowConfigs, RowReport, build_rows, build_variants, long_frame
 from suites.base import Suite
 
 #: ``db``: params/FLOPs as ``ba2m-bench count`` stored them; ``none``: not shown.
@@ -164,10 +164,8 @@ def _messages(suite: Suite, rows: Sequence[RowReport], audit: pd.DataFrame,
     if unavailable:
         out.append(f"{len(unavailable)} row(s) unavailable: {unavailable[0].reason}")
     if uncounted:
-        added = "".join(f" --add-method {r.row.method}" for r in rows if r.row.added)
         out.append(f"params/FLOPs of {uncounted} row(s) are not stored in this database: run "
-                   f"`ba2m-bench count --table {name}{added}` (same --db) to count and store "
-                   "them.")
+                   f"`ba2m-bench count --table {name}` (same --db) to count and store them.")
     out.extend(collapse_warnings(curves))
     if suite.audit and audit.empty and any(r.n_done for r in rows):
         out.append("no §III-D audit stored yet: run `ba2m-bench audit` to evaluate the trained "
@@ -200,7 +198,7 @@ def build_suite(db: ResultsDB, suite: Suite, results: pd.DataFrame, evals: pd.Da
     """The report of one suite from the database's frames (and the suite's own jobs, read
     from ``db``, for its variants)."""
     linked = db.results_frame(suite.name)
-    suite = with_added_rows(suite, linked)
+    suite = with_stored_added(suite, linked["config"] if "config" in linked else ())
     refs = RowConfigs(suite)
     rows = build_rows(suite, results, evals, refs)
     variants = build_variants(suite, rows, linked, evals, refs)

@@ -28,7 +28,6 @@ from harness.store.status import JobStatus
 from harness.plan.jobs import PROFILES, expand, job_label, not_comparable_reason, parse_set
 from harness.plan.overrides import Overrides
 from harness.report.stats import RULE, Summary, summarize, within_rule
-from suites.added import AddMethodError, add_methods, baselines, compares_methods
 from suites.base import Row, Suite
 
 #: Profiles from most to least comparable with the paper.
@@ -464,28 +463,6 @@ def method_label(row: Row) -> str:
     """The method as a table prints it: " *" marks an inferred row, " (added)" a row the
     user added (``run --add-method``; not in the paper)."""
     return row.method + (" *" if row.inferred else "") + (" (added)" if row.added else "")
-
-
-def added_methods(suite: Suite, linked: pd.DataFrame) -> list[str]:
-    """Methods the suite's own jobs (``ResultsDB.results_frame(suite)``) trained that no row
-    of it names: the ones ``run --add-method`` added, on one of its baselines' backbones."""
-    if linked.empty or not compares_methods(suite):
-        return []
-    named = {r.method for r in suite.rows}
-    arches = {r.arch for r in baselines(suite)}
-    found = [c["model"].get("attention") for c in linked["config"]
-             if config_signature(c) is not None and not c.get("overrides")
-             and c["model"].get("arch") in arches]
-    return sorted({m for m in found if m and m not in named})
-
-
-def with_added_rows(suite: Suite, linked: pd.DataFrame) -> Suite:
-    """``suite`` with a row for each method :func:`added_methods` finds (as ``run
-    --add-method`` added them), so that the report shows them beside the paper's rows."""
-    try:
-        return add_methods(suite, added_methods(suite, linked))
-    except AddMethodError:
-        return suite
 
 
 # -------------------------------------------------------------------------------- frames
