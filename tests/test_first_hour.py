@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-LIGHT = [["--help"], ["paper", "--table", "V"], ["status", "--db", "{db}"]]
+LIGHT = [["--help"], ["suites"], ["paper", "--table", "V"], ["status", "--db", "{db}"]]
 
 
 @pytest.mark.parametrize("args", LIGHT, ids=lambda a: a[0])
 def test_light_commands_do_not_import_torch(args: list[str], tmp_path: Path) -> None:
-    """``--help``, ``paper`` and ``status`` answer without importing torch, torchvision,
-    fvcore or matplotlib (importing torch alone takes seconds)."""
+    """``--help``, ``suites``, ``paper`` and ``status`` answer without importing torch,
+    torchvision, fvcore or matplotlib (importing torch alone takes seconds)."""
     argv = [a.format(db=tmp_path / "db.sqlite") for a in args]
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom harness.cli import app\n"
             f"r = CliRunner().invoke(app, {argv!r})\n"
