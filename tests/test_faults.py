@@ -5,18 +5,31 @@ and, where training finishes, with exactly the numbers of an uninterrupted run.
 
 All runs use the real command line on a small CPU job: Table VII's two rows with ResNet-20 for
 ResNet-50 (``--set``), 256 synthetic 8x8 images, 3 epochs, one seed.
+
+The slow cases (the uninterrupted reference run, both kill campaigns and the whole runs after
+them) are independent: each has a folder, a database and processes of its own. They run side
+by side, :data:`LANES` at a time, in background threads started before the module's first test
+(see :class:`Scenarios`), while the quick tests run; the tests of the slow cases, last in the
+module, each wait for their own case and report its failure. The cases spend most of their
+time waiting on a subprocess that starts up (single-threaded imports) or trains a tiny model,
+so two at once keep a 2-core machine busy without slowing each other down much. The kill
+campaigns record where each kill landed (the jobs' states just after it) and print it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
-import resource
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +47,21 @@ SMALL = ["--profile", "smoke", "--gpus", "none", "--no-progress", "--epochs", "3
          "--set", "data.train_size=256", "--set", "data.image_size=8"]
 ENV = {**os.environ, "BA2M_HEARTBEAT_S": "0.5"}
 KILLS = 10  # per campaign, as the issue asks
+LANES = 2  # slow cases run at once (class Scenarios)
 
 pytestmark = pytest.mark.faults
 
 
-def command(tmp: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "harness", "run", "table7", *SMALL,
+def command(tmp: Path, *extra: str, python: tuple[str, ...] = (sys.executable,)) -> list[str]:
+    return [*python, "-m", "harness", "run", "table7", *SMALL,
             "--db", str(tmp / "db.sqlite"), "--results-dir", str(tmp / "results"), *extra]
 
 
 def start(tmp: Path, *extra: str, **kw: Any) -> subprocess.Popen:
     log = open(tmp / "log.txt", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(command(tmp, *extra), env=kw.pop("env", ENV), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    return subprocess.Popen(command(tmp, *extra, python=kw.pop("python", (sys.executable,))),
+                            env=kw.pop("env", ENV), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, **kw)
 
 
 def finish(tmp: Path, *extra: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
@@ -98,16 +113,63 @@ def completed_attempts(tmp: Path) -> dict[str, int]:
                       "GROUP BY j.config_hash"))
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def reference_run(tmp: Path, cases: Scenarios) -> dict[str, Any]:
     """An uninterrupted run of the same command."""
-    tmp = tmp_path_factory.mktemp("reference")
     done = finish(tmp)
     assert done.returncode == 0, done.stdout + done.stderr
     snap = snapshot(tmp)
     assert set(snap["status"].values()) == {"COMPLETED"} and len(snap["results"]) == 2
     assert len(snap["epochs"]) == 6
     return snap
+
+
+# ------------------------------------------------------------------- slow cases side by side
+Case = Callable[[Path, "Scenarios"], Any]
+
+
+class Scenarios:
+    """The module's slow cases, run in the background, :data:`LANES` at a time, in the order
+    given: ``case(folder, scenarios)`` in a daemon thread, with a new temporary folder each.
+    :meth:`result` waits for one and returns its value or raises its exception (failed
+    assertions included) in the test that asks. A case that needs another's result asks for
+    it the same way (the reference run goes first, so no lane waits on a queued case)."""
+
+    def __init__(self, cases: list[Case], folder: Callable[[str], Path]) -> None:
+        self._queue = list(cases)
+        self._futures: dict[Case, Future] = {case: Future() for case in cases}
+        self._folder = folder
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._lane, daemon=True, name=f"lane{i}")
+                         for i in range(LANES)]
+        for thread in self._threads:
+            thread.start()
+
+    def _lane(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                case = self._queue.pop(0)
+                folder = self._folder(case.__name__)
+            future = self._futures[case]
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(case(folder, self))
+            except BaseException as exc:  # noqa: BLE001 - raised again in the test that asks
+                future.set_exception(exc)
+
+    def result(self, case: Case) -> Any:
+        return self._futures[case].result()
+
+    def close(self) -> None:
+        """Cancel what has not started; wait for what has (its processes end with it)."""
+        with self._lock:
+            queued, self._queue = self._queue, []
+        for case in queued:
+            self._futures[case].cancel()
+        for thread in self._threads:
+            thread.join()
 
 
 # ---------------------------------------------------------------------------- processes
@@ -145,7 +207,10 @@ def wait_gone(pids: list[int], timeout: float = 60) -> None:
 
 def corrupt_a_checkpoint(tmp: Path, rng: random.Random) -> str | None:
     """Damage the checkpoint of an unfinished job (truncated, with or without its checksum
-    file); returns the note the resumed attempt must then carry."""
+    file); returns the note the resumed attempt must then carry. A checkpoint that does not
+    match its checksum file is left alone: damaged before (by this, or by a kill between the
+    checkpoint's rename and its checksum's) and not loaded since, it would give one note for
+    two damages."""
     from harness.training.checkpoints import checkpoint_for
 
     with ResultsDB(str(tmp / "db.sqlite")) as db:
@@ -155,6 +220,9 @@ def corrupt_a_checkpoint(tmp: Path, rng: random.Random) -> str | None:
         if status == "COMPLETED" or not ckpt.path.exists():
             continue
         data = ckpt.path.read_bytes()
+        if not ckpt.sidecar.exists() or \
+                ckpt.sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
+            continue
         ckpt.path.write_bytes(data[: len(data) // 2])
         if rng.random() < 0.5:
             ckpt.sidecar.unlink(missing_ok=True)
@@ -201,12 +269,28 @@ def _moment(proc: subprocess.Popen, tmp: Path, rng: random.Random, target: str,
     return _running(tmp, 0)
 
 
-def _campaign(tmp_root: Path, reference: dict[str, Any], target: str) -> dict[str, int]:
+def landing(tmp: Path) -> str:
+    """Where a kill landed, read just after it: the jobs' states in order, each a letter
+    (Pending, Running, Completed) and its epochs recorded ("no database" before the runner
+    made it); "+tmp" while a checkpoint was being written."""
+    try:
+        rows = _rows(tmp / "db.sqlite", "SELECT j.status, COUNT(e.id) FROM jobs j LEFT JOIN "
+                     "epochs e ON e.job_id = j.id GROUP BY j.id ORDER BY j.id")
+    except sqlite3.Error:
+        rows = []
+    if not rows:
+        return "no database"
+    writing = list((tmp / "results").rglob("*.tmp*"))
+    return " ".join(f"{s[0]}{n}" for s, n in rows) + (" +tmp" if writing else "")
+
+
+def _campaign(tmp_root: Path, cases: Scenarios, target: str) -> dict[str, Any]:
     """Kill ``target`` ("runner" or "worker") with SIGKILL at random moments, re-running the
     same command whenever the runner is gone, until KILLS kills have landed; every run that
-    finishes must equal the reference. Returns counts."""
+    finishes must equal the reference. Returns counts, and where the kills landed."""
     rng = random.Random(f"ba2m-{target}")
     kills = cycles = corruptions = in_training = 0
+    landed: Counter[str] = Counter()
     expected_notes: list[str] = []
     while kills < KILLS:
         cycles += 1
@@ -229,6 +313,7 @@ def _campaign(tmp_root: Path, reference: dict[str, Any], target: str) -> dict[st
                 proc.wait()
                 kills += 1
                 in_training += bool(busy)
+                landed[landing(tmp)] += 1
                 wait_gone(held)  # an orphaned worker releases its job and exits
                 if (kills % 3 == 0 or rng.random() < 0.3) and \
                         (note := corrupt_a_checkpoint(tmp, rng)):
@@ -241,9 +326,11 @@ def _campaign(tmp_root: Path, reference: dict[str, Any], target: str) -> dict[st
                     os.kill(victim, signal.SIGKILL)  # type: ignore[arg-type]
                     kills += 1
                     in_training += victim in busy
+                    landed[landing(tmp)] += 1
                 except (TypeError, ProcessLookupError):  # no worker now, or it just ended
                     pass
         got = snapshot(tmp)
+        reference = cases.result(reference_run)
         assert got == reference, f"{target} kills changed the numbers (cycle {cycles})\n{log(tmp)}"
         assert set(completed_attempts(tmp).values()) == {1}  # each job completed exactly once
         assert not _rows(tmp / "db.sqlite", "SELECT id FROM attempts WHERE ended_at IS NULL")
@@ -251,41 +338,49 @@ def _campaign(tmp_root: Path, reference: dict[str, Any], target: str) -> dict[st
             assert any(note in n and "restarted from scratch" in n for n in notes(tmp)), notes(tmp)
         expected_notes.clear()
     return {"kills": kills, "while_a_job_ran": in_training, "cycles": cycles,
-            "corruptions": corruptions}
+            "corruptions": corruptions, "landed": dict(sorted(landed.items()))}
 
 
-@pytest.mark.slow
-def test_kill_9_of_the_runner_loses_and_doubles_nothing(
-        tmp_path: Path, reference: dict[str, Any]) -> None:
-    counts = _campaign(tmp_path, reference, "runner")
-    print(f"runner campaign: {counts}")
-    assert counts["kills"] == KILLS and counts["corruptions"] >= 1
+def runner_campaign(tmp: Path, cases: Scenarios) -> dict[str, Any]:
+    return _campaign(tmp, cases, "runner")
 
 
-@pytest.mark.slow
-def test_kill_9_of_a_worker_loses_and_doubles_nothing(
-        tmp_path: Path, reference: dict[str, Any]) -> None:
-    counts = _campaign(tmp_path, reference, "worker")
-    print(f"worker campaign: {counts}")
-    assert counts["kills"] == KILLS
+def worker_campaign(tmp: Path, cases: Scenarios) -> dict[str, Any]:
+    return _campaign(tmp, cases, "worker")
+
+
+def test_a_worker_whose_runner_is_gone_claims_nothing(tmp_path: Path) -> None:
+    """A worker whose runner was killed while it started up (it then belongs to init, not to
+    the runner whose pid it was given) claims no job and ends: it does not run the remaining
+    jobs on its own (the runner campaign waits for such orphans to be gone)."""
+    from harness.execute.backends.local import _work
+    from harness.execute.options import RunOptions
+    from harness.execute.runner import plan
+    from harness.store.db import JobSpec
+
+    opts = RunOptions(profile="smoke", db_url=str(tmp_path / "db.sqlite"),
+                      results_dir=str(tmp_path / "results"), gpus="none", progress=False)
+    jobs = plan("table7", opts)
+    with ResultsDB(opts.db_url) as db:
+        db.add_jobs([JobSpec(j.config_hash, j.group_hash, j.label, j.seed, j.config)
+                     for j in jobs], suite="table7")
+    _work(opts.db_url, [j.config_hash for j in jobs], opts, runner=os.getpid())  # not our parent
+    assert set(snapshot(tmp_path)["status"].values()) == {"PENDING"}
+    assert not _rows(tmp_path / "db.sqlite", "SELECT id FROM attempts")
 
 
 # -------------------------------------------------------------------------- concurrency
-@pytest.mark.slow
-def test_two_runners_at_once_run_each_job_once(tmp_path: Path,
-                                               reference: dict[str, Any]) -> None:
-    first, second = start(tmp_path), start(tmp_path)
-    assert first.wait(timeout=600) == 0, log(tmp_path)
-    assert second.wait(timeout=600) == 0, log(tmp_path)
-    assert snapshot(tmp_path) == reference
-    attempts = _rows(tmp_path / "db.sqlite",
-                     "SELECT job_id, COUNT(*) FROM attempts GROUP BY job_id")
+def two_runners(tmp: Path, cases: Scenarios) -> None:
+    first, second = start(tmp), start(tmp)
+    assert first.wait(timeout=600) == 0, log(tmp)
+    assert second.wait(timeout=600) == 0, log(tmp)
+    assert snapshot(tmp) == cases.result(reference_run)
+    attempts = _rows(tmp / "db.sqlite", "SELECT job_id, COUNT(*) FROM attempts GROUP BY job_id")
     assert [n for _, n in attempts] == [1, 1], attempts  # no job ran twice
 
 
 # ---------------------------------------------------------------------------- divergence
-@pytest.mark.slow
-def test_a_diverging_job_fails_alone_and_retry_failed_runs_it_again(tmp_path: Path) -> None:
+def diverging(tmp_path: Path, cases: Scenarios) -> None:
     nan = ("--set", "setting=inside:train.lr=1e12", "--epochs", "1")
     first = finish(tmp_path, *nan)
     assert first.returncode == 1
@@ -360,17 +455,20 @@ def test_a_checkpoint_cannot_run_code(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------- disk and database
-def _limit_file_size(limit: int) -> None:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death: a full disk
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+def limited_python(limit: int) -> tuple[str, ...]:
+    """Python with a file-size limit of ``limit`` bytes for it and its children (EFBIG instead
+    of death by SIGXFSZ: a full disk). Set in a small Python that then becomes the command
+    (exec), not in a ``preexec_fn``, which is not safe in a process with threads."""
+    code = (f"import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+    return (sys.executable, "-c", code)
 
 
-@pytest.mark.slow
-def test_a_checkpoint_write_error_fails_the_job_clearly(tmp_path: Path,
-                                                        reference: dict[str, Any]) -> None:
+def checkpoint_write_error(tmp_path: Path, cases: Scenarios) -> None:
     """Checkpoints (about 3 MB) cannot be written under a 1.5 MB file-size limit (EFBIG, as on
     a full disk); the database itself stays small enough to be written."""
-    proc = start(tmp_path, preexec_fn=lambda: _limit_file_size(1_500_000))
+    proc = start(tmp_path, python=limited_python(1_500_000))
     assert proc.wait(timeout=600) == 1, log(tmp_path)
     assert "cannot write checkpoint" in log(tmp_path)
     snap = snapshot(tmp_path)
@@ -381,7 +479,7 @@ def test_a_checkpoint_write_error_fails_the_job_clearly(tmp_path: Path,
     assert not list((tmp_path / "results" / "checkpoints").glob("*.tmp*"))  # no leftovers
     done = finish(tmp_path, "--retry-failed")  # space is back
     assert done.returncode == 0, done.stdout + done.stderr
-    assert snapshot(tmp_path) == reference
+    assert snapshot(tmp_path) == cases.result(reference_run)
 
 
 def test_a_blocked_results_folder_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
@@ -392,9 +490,7 @@ def test_a_blocked_results_folder_is_refused_before_anything_is_stored(tmp_path:
     assert not (tmp_path / "db.sqlite").exists()
 
 
-@pytest.mark.slow
-def test_a_database_write_error_stops_clearly_and_a_rerun_resumes(
-        tmp_path: Path, reference: dict[str, Any]) -> None:
+def database_write_error(tmp_path: Path, cases: Scenarios) -> None:
     """Another program holds the database's write lock mid-run: the worker cannot record its
     epoch, says so in one line and stops; nothing is marked completed; once the lock is gone
     the same command finishes with the uninterrupted numbers."""
@@ -419,7 +515,7 @@ def test_a_database_write_error_stops_clearly_and_a_rerun_resumes(
     assert "COMPLETED" not in snap["status"].values() and not snap["results"], snap["status"]
     done = finish(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert snapshot(tmp_path) == reference
+    assert snapshot(tmp_path) == cases.result(reference_run)
 
 
 def test_an_older_schema_is_refused_at_the_command_line_and_left_as_is(tmp_path: Path) -> None:
@@ -469,3 +565,72 @@ def test_results_files_are_never_unpickled() -> None:
     for name, found in calls.items():
         assert len(found) == text[name].count("torch.load("), (name, found)  # each call read
         assert all("weights_only=True" in c for c in found), (name, found)
+
+
+# ------------------------------------------------------------------------------ the lanes
+#: The slow cases in the order they start (the reference first: the others compare with it;
+#: then the longest), and the test that checks each.
+CASES: dict[Case, str] = {
+    reference_run: "",
+    runner_campaign: "test_kill_9_of_the_runner_loses_and_doubles_nothing",
+    worker_campaign: "test_kill_9_of_a_worker_loses_and_doubles_nothing",
+    checkpoint_write_error: "test_a_checkpoint_write_error_fails_the_job_clearly",
+    database_write_error: "test_a_database_write_error_stops_clearly_and_a_rerun_resumes",
+    diverging: "test_a_diverging_job_fails_alone_and_retry_failed_runs_it_again",
+    two_runners: "test_two_runners_at_once_run_each_job_once",
+}
+NEED_NO_REFERENCE = {diverging}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scenarios(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenarios]:
+    """The slow cases of the selected tests, started side by side (class Scenarios) before the
+    module's first test: the quick tests run meanwhile, the slow ones below wait for theirs."""
+    selected = {item.originalname for item in request.session.items
+                if item.module is request.module}
+    cases = [case for case, test in CASES.items() if test in selected]
+    if any(case not in NEED_NO_REFERENCE for case in cases):
+        cases.insert(0, reference_run)
+    running = Scenarios(cases, tmp_path_factory.mktemp)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+# ------------------------------------------------------------------------- the slow cases
+@pytest.mark.slow
+def test_kill_9_of_the_runner_loses_and_doubles_nothing(scenarios: Scenarios) -> None:
+    counts = scenarios.result(runner_campaign)
+    print(f"runner campaign: {counts}")
+    assert counts["kills"] == KILLS and counts["corruptions"] >= 1
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_loses_and_doubles_nothing(scenarios: Scenarios) -> None:
+    counts = scenarios.result(worker_campaign)
+    print(f"worker campaign: {counts}")
+    assert counts["kills"] == KILLS
+
+
+@pytest.mark.slow
+def test_a_checkpoint_write_error_fails_the_job_clearly(scenarios: Scenarios) -> None:
+    scenarios.result(checkpoint_write_error)
+
+
+@pytest.mark.slow
+def test_a_database_write_error_stops_clearly_and_a_rerun_resumes(
+        scenarios: Scenarios) -> None:
+    scenarios.result(database_write_error)
+
+
+@pytest.mark.slow
+def test_a_diverging_job_fails_alone_and_retry_failed_runs_it_again(
+        scenarios: Scenarios) -> None:
+    scenarios.result(diverging)
+
+
+@pytest.mark.slow
+def test_two_runners_at_once_run_each_job_once(scenarios: Scenarios) -> None:
+    scenarios.result(two_runners)

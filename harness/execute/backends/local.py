@@ -140,14 +140,17 @@ def _start_workers(worker_slots: list[str | None], url: str, hashes: list[str],
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for slot in worker_slots:
-        p = ctx.Process(target=worker_main, args=(slot, url, hashes, opts), daemon=False)
+        p = ctx.Process(target=worker_main, args=(slot, url, hashes, opts, os.getpid()),
+                        daemon=False)
         p.start()
         procs.append(p)
     return procs
 
 
-def worker_main(slot: str | None, url: str, hashes: list[str], opts: RunOptions) -> None:
-    """A worker process: claim, train, store, until no job of this run is left to claim."""
+def worker_main(slot: str | None, url: str, hashes: list[str], opts: RunOptions,
+                runner: int | None = None) -> None:
+    """A worker process: claim, train, store, until no job of this run is left to claim, or
+    until its runner (pid ``runner``, the parent that started it) is gone."""
     if slot is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot
     else:
@@ -155,16 +158,19 @@ def worker_main(slot: str | None, url: str, hashes: list[str], opts: RunOptions)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     import_plugins(opts.plugins)  # as the runner did (each job's config names its own too)
     try:
-        _work(url, hashes, opts)
+        _work(url, hashes, opts, runner)
     except DBAPIError as exc:  # the job it held stays RUNNING and is reclaimed by the next run
         print(f"error: worker {worker_name()}: {database_failure(exc)}", file=sys.stderr)
         raise SystemExit(DB_FAILED) from None
 
 
-def _work(url: str, hashes: list[str], opts: RunOptions) -> None:
-    parent = os.getppid()
+def _work(url: str, hashes: list[str], opts: RunOptions, runner: int | None = None) -> None:
+    # The runner's pid as the runner gave it: a runner killed while this worker was starting
+    # up (importing) has already left it to init, whose pid os.getppid() would give here; the
+    # orphan would then never notice and run every remaining job on its own.
+    parent = os.getppid() if runner is None else runner
     with ResultsDB(url) as db:
-        while True:
+        while os.getppid() == parent:  # an orphan claims nothing more
             claimed = db.claim(hashes, worker_name(), STALE_AFTER_S,
                                attempt_info=attempt_info())
             if claimed is not None:
