@@ -45,6 +45,47 @@ class Recipe:
         return self.lr * batch_size / self.batch_size
 
 
+@dataclass(frozen=True, kw_only=True)
+class DetectionRecipe:
+    """A detector's training recipe (MMDetection v1 style); ``sources`` says where each number
+    comes from. Iteration-based warm-up: the lr rises linearly from ``warmup_ratio * lr`` to
+    ``lr`` over ``warmup_iters`` steps; then it is multiplied by ``gamma`` at each of
+    ``milestones`` (epochs). Images are resized to fit ``scale`` (long side, short side)
+    keeping their aspect ratio, and flipped with probability ``flip``."""
+
+    name: str
+    epochs: int
+    batch_size: int  # images per step, all GPUs together (gpus x images_per_gpu)
+    lr: float  # at ``batch_size``
+    momentum: float
+    weight_decay: float
+    milestones: tuple[int, ...]
+    gamma: float
+    warmup_iters: int
+    warmup_ratio: float
+    grad_clip: float | None  # max L2 norm of all gradients; None: no clipping
+    scale: tuple[int, int]  # (long, short) side limits
+    flip: float
+    gpus: int
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def images_per_gpu(self) -> int:
+        return self.batch_size // self.gpus
+
+    def scaled_lr(self, batch_size: int) -> float:
+        """Linear scaling rule: lr grows with the batch size."""
+        return self.lr * batch_size / self.batch_size
+
+    def lr_at(self, step: int, epoch: int, batch_size: int | None = None) -> float:
+        """The learning rate at global step ``step`` (0-based) of epoch ``epoch`` (0-based)."""
+        lr = self.scaled_lr(batch_size or self.batch_size)
+        lr *= self.gamma ** sum(epoch >= m for m in self.milestones)
+        if step < self.warmup_iters:
+            lr *= self.warmup_ratio + (1 - self.warmup_ratio) * step / self.warmup_iters
+        return lr
+
+
 @dataclass(frozen=True)
 class Row:
     """One row of a paper table: a backbone, a method and a setting.
