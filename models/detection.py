@@ -1,0 +1,148 @@
+"""Detectors of the paper's Tables III, IV and XIV-XVI over this zoo's ResNets, built from
+torchvision's classes (``FasterRCNN``, ``MaskRCNN``, ``RetinaNet``, ``BackboneWithFPN``).
+
+:class:`ResNetBody` turns a zoo network (``build_model``: any attention placed as its paper
+says) into torchvision's layout: children ``conv1, bn1, relu, maxpool, layer1..layer4`` where
+``layerN`` is stage N's blocks followed by what sits after the stage (BA²M:
+``layerN.<last>``), so ``IntermediateLayerGetter`` / ``BackboneWithFPN`` work unchanged and a
+torchvision-format ResNet state dict loads by name (``strict=False``: no ``fc``).
+
+Options are MMDetection v1's (``norm="eval"``: BatchNorm statistics frozen, affine
+parameters trained; ``frozen_stages=1``: stem and stage 1 frozen) or torchvision's
+(``norm="frozen"``: ``FrozenBatchNorm2d``), for a pretrained backbone; a backbone trained from
+scratch (smoke runs) takes ``norm="train", frozen_stages=0``. Only the backbone's own
+BatchNorms and layers are affected: an attention module's parameters and norms are new layers
+and always train. The ``*_resnet50_fpn`` builders are never used: without weights they make
+every BatchNorm trainable whatever was asked.
+
+Bottlenecks take their stride on the 3x3 convolution by default here (MMDetection's "pytorch"
+style and torchvision's weights), where the classification zoo's default is the 1x1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from torch import nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+from models.registry import ModelConfigError, attention_spec, build_model
+
+NormMode = Literal["eval", "frozen", "train"]
+DETECTORS = ("faster_rcnn", "mask_rcnn", "retinanet")
+
+
+class ResNetBody(nn.Module):
+    """A zoo ResNet (ImageNet stem, four stages) without its classifier, in torchvision's
+    layout; ``stage_channels[i]`` is ``layer{i+1}``'s output width (strides 4, 8, 16, 32)."""
+
+    def __init__(self, net: nn.Module, attention_types: tuple[type, ...] = (),
+                 norm: NormMode = "eval", frozen_stages: int = 1) -> None:
+        super().__init__()
+        stages, stem = getattr(net, "stages", ()), getattr(net, "stem", None)
+        if len(stages) != 4 or not isinstance(stem, nn.Sequential) or len(stem) != 4:
+            raise ModelConfigError("a detection backbone needs an ImageNet-form ResNet "
+                                   "(7x7 stem with max-pool, four stages)")
+        if norm not in ("eval", "frozen", "train") or not 0 <= frozen_stages <= 4:
+            raise ModelConfigError(f"norm {norm!r} / frozen_stages {frozen_stages}: choose "
+                                   "norm eval, frozen or train and frozen_stages 0..4")
+        self.conv1, self.bn1, self.relu, self.maxpool = stem
+        for i, (stage, after) in enumerate(zip(stages, net.after), 1):
+            tail = [] if isinstance(after, nn.Identity) else [after]
+            setattr(self, f"layer{i}", nn.Sequential(*stage, *tail))
+        self.stage_channels = list(net.stage_channels)
+        self.norm, self.frozen_stages = norm, frozen_stages
+        inside = {id(m) for a in self.modules() if isinstance(a, attention_types)
+                  for m in a.modules()}
+        own = [(name, m) for name, m in self.named_modules() if id(m) not in inside]
+        if norm == "frozen":
+            for name, m in own:
+                if isinstance(m, nn.BatchNorm2d):
+                    _replace(self, name, _frozen(m))
+            own = [(name, m) for name, m in self.named_modules() if id(m) not in inside]
+        self._eval_norms = [m for _, m in own if isinstance(m, nn.BatchNorm2d)
+                            and norm == "eval"]
+        frozen_roots = ["conv1", "bn1"] + [f"layer{i}" for i in range(1, frozen_stages + 1)]
+        self._frozen = [m for name, m in own if frozen_stages
+                        and name.split(".")[0] in frozen_roots]
+        for m in self._frozen:
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(False)
+        self.train()
+
+    def train(self, mode: bool = True) -> ResNetBody:
+        super().train(mode)
+        for m in self._eval_norms + self._frozen:
+            m.training = False  # this module only: an attention module inside trains
+        return self
+
+    def forward(self, x: Any) -> Any:  # IntermediateLayerGetter runs the children instead
+        for child in self.children():
+            x = child(x)
+        return x
+
+
+def _frozen(bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+    out = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
+    for key in ("weight", "bias", "running_mean", "running_var"):
+        getattr(out, key).copy_(getattr(bn, key).detach())
+    return out
+
+
+def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+def resnet_body(arch: str = "resnet50", attention: str | None = None, *,
+                norm: NormMode = "eval", frozen_stages: int = 1,
+                bottleneck_stride: Literal["1x1", "3x3"] = "3x3",
+                **attention_options: Any) -> ResNetBody:
+    """``arch`` (``resnet18`` ... ``resnet101``) with ``attention`` ("ba2m", "se+ba2m", ...;
+    its options as keywords) as a detection body."""
+    arch_options = {"bottleneck_stride": bottleneck_stride} if arch not in (
+        "resnet18", "resnet34") else {}
+    net = build_model(arch, form="imagenet", attention=attention, arch_options=arch_options,
+                      **attention_options)
+    names = [] if attention in (None, "", "baseline") else attention.split("+")
+    types = tuple(f for f in (attention_spec(n).factory for n in names) if isinstance(f, type))
+    return ResNetBody(net, types, norm, frozen_stages)
+
+
+def fpn_backbone(body: ResNetBody, out_channels: int = 256,
+                 levels: Sequence[int] = (1, 2, 3, 4),
+                 extra: Literal["pool", "p6p7"] = "pool") -> BackboneWithFPN:
+    """An FPN over ``body``'s ``layer{levels}``: "pool" adds P6 by max-pooling P5 (Faster and
+    Mask R-CNN), "p6p7" adds P6 and P7 by strided convolutions from C5 (RetinaNet, as
+    MMDetection v1's ``add_extra_convs``)."""
+    channels = [body.stage_channels[i - 1] for i in levels]
+    blocks = LastLevelMaxPool() if extra == "pool" else LastLevelP6P7(channels[-1],
+                                                                      out_channels)
+    return BackboneWithFPN(body, {f"layer{i}": str(n) for n, i in enumerate(levels)},
+                           channels, out_channels, extra_blocks=blocks)
+
+
+def build_detector(detector: str, num_classes: int, arch: str = "resnet50",
+                   attention: str | None = None, *, norm: NormMode = "eval",
+                   frozen_stages: int = 1, fpn_channels: int = 256,
+                   attention_options: dict[str, Any] | None = None,
+                   **detector_options: Any) -> nn.Module:
+    """torchvision's ``detector`` ("faster_rcnn", "mask_rcnn", "retinanet") over a zoo ResNet
+    with ``attention``. ``num_classes`` counts the background (VOC 21, COCO 81 or 91 by
+    category id); ``detector_options`` go to the torchvision class (``min_size``,
+    ``max_size``, ``box_detections_per_img`` ...), whose defaults are MMDetection v1's RPN,
+    RoI and test numbers."""
+    if detector not in DETECTORS:
+        raise ModelConfigError(f"unknown detector {detector!r}; choose one of "
+                               f"{', '.join(DETECTORS)}")
+    body = resnet_body(arch, attention, norm=norm, frozen_stages=frozen_stages,
+                       **(attention_options or {}))
+    if detector == "retinanet":
+        return RetinaNet(fpn_backbone(body, fpn_channels, (2, 3, 4), "p6p7"), num_classes,
+                         **detector_options)
+    cls = FasterRCNN if detector == "faster_rcnn" else MaskRCNN
+    return cls(fpn_backbone(body, fpn_channels), num_classes, **detector_options)
