@@ -90,8 +90,9 @@ def batch():
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_one_step_and_one_eval(detector, attention, batch) -> None:
     torch.manual_seed(0)
+    top = {"retinanet": "detections_per_img"}.get(detector, "box_detections_per_img")
     model = build_detector(detector, 4, "resnet18", attention, norm="train", frozen_stages=0,
-                           fpn_channels=32, min_size=64, max_size=64)
+                           fpn_channels=32, min_size=64, max_size=64, **{top: 10})
     assert len(_ba2ms(model)) == (4 if attention else 0)
     images, targets = [b[0] for b in batch], [b[1] for b in batch]
     if detector != "mask_rcnn":
@@ -119,5 +120,6 @@ def test_one_step_and_one_eval(detector, attention, batch) -> None:
     assert len(out) == 2
     for o in out:
         assert {"boxes", "scores", "labels"} <= set(o) and o["boxes"].shape[1:] == (4,)
+        assert len(o["boxes"]) <= 10
         if detector == "mask_rcnn":
             assert o["masks"].shape[1:] == (1, 64, 64)
