@@ -30,6 +30,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from models.detection_heads import OHEMRoIHeads, SoftmaxRetinaNet
 from models.registry import ModelConfigError, attention_spec, build_model
 
 NormMode = Literal["eval", "frozen", "train"]
@@ -130,19 +131,36 @@ def build_detector(detector: str, num_classes: int, arch: str = "resnet50",
                    attention: str | None = None, *, norm: NormMode = "eval",
                    frozen_stages: int = 1, fpn_channels: int = 256,
                    attention_options: dict[str, Any] | None = None,
+                   sampler: Literal["random", "ohem"] = "random",
+                   cls_loss: Literal["focal", "softmax"] = "focal",
                    **detector_options: Any) -> nn.Module:
     """torchvision's ``detector`` ("faster_rcnn", "mask_rcnn", "retinanet") over a zoo ResNet
     with ``attention``. ``num_classes`` counts the background (VOC 21, COCO 81 or 91 by
     category id); ``detector_options`` go to the torchvision class (``min_size``,
     ``max_size``, ``box_detections_per_img`` ...), whose defaults are MMDetection v1's RPN,
-    RoI and test numbers."""
+    RoI and test numbers. ``sampler="ohem"`` (Faster R-CNN, Table IV) replaces the RoI heads'
+    random sampler by online hard example mining (``models.detection_heads.OHEMRoIHeads``,
+    ranked by classification + box loss); ``cls_loss="softmax"`` (RetinaNet, Table III) replaces
+    the sigmoid focal loss by a cross-entropy over the ``num_classes`` outputs with class 0 as
+    the background (``SoftmaxRetinaNet``)."""
     if detector not in DETECTORS:
         raise ModelConfigError(f"unknown detector {detector!r}; choose one of "
                                f"{', '.join(DETECTORS)}")
+    if sampler not in ("random", "ohem") or (sampler == "ohem" and detector != "faster_rcnn"):
+        raise ModelConfigError(f"sampler {sampler!r} with {detector}: 'random', or 'ohem' "
+                               "for faster_rcnn")
+    if cls_loss not in ("focal", "softmax") or (cls_loss == "softmax"
+                                                and detector != "retinanet"):
+        raise ModelConfigError(f"cls_loss {cls_loss!r} with {detector}: 'focal', or "
+                               "'softmax' for retinanet")
     body = resnet_body(arch, attention, norm=norm, frozen_stages=frozen_stages,
                        **(attention_options or {}))
     if detector == "retinanet":
-        return RetinaNet(fpn_backbone(body, fpn_channels, (2, 3, 4), "p6p7"), num_classes,
-                         **detector_options)
+        cls = SoftmaxRetinaNet if cls_loss == "softmax" else RetinaNet
+        return cls(fpn_backbone(body, fpn_channels, (2, 3, 4), "p6p7"), num_classes,
+                   **detector_options)
     cls = FasterRCNN if detector == "faster_rcnn" else MaskRCNN
-    return cls(fpn_backbone(body, fpn_channels), num_classes, **detector_options)
+    model = cls(fpn_backbone(body, fpn_channels), num_classes, **detector_options)
+    if sampler == "ohem":
+        model.roi_heads = OHEMRoIHeads.from_heads(model.roi_heads)
+    return model
