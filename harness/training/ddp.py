@@ -275,7 +275,9 @@ INTERRUPTED = "interrupted"
 
 def _child_failure(errors: Any, children: list[multiprocessing.process.BaseProcess]) -> str:
     """The first error a spawned rank reported, INTERRUPTED if one exited from Ctrl-C, or
-    "" if none failed (waiting up to 5 s for the report of a rank that exited with an error)."""
+    "" if none failed. Waits up to 5 s for ranks still running: rank 0's collective fails as
+    soon as a peer closes its connection, which may be before that peer, on its way out from
+    Ctrl-C or an error, has exited (with 130) or reported."""
     deadline = time.monotonic() + 5.0
     while True:
         if not errors.empty():
@@ -283,7 +285,7 @@ def _child_failure(errors: Any, children: list[multiprocessing.process.BaseProce
         codes = [p.exitcode for p in children]
         if 130 in codes:
             return INTERRUPTED
-        if all(c in (None, 0) for c in codes) or time.monotonic() > deadline:
+        if all(c == 0 for c in codes) or time.monotonic() > deadline:
             return ""
         time.sleep(0.05)
 
