@@ -153,11 +153,8 @@ def check_backbone(form: str, arch: str) -> None:
 def backbone_record(spec: BackboneSpec) -> dict[str, Any]:
     """What a job records of a plugin backbone (as :func:`plugin_record`, with its kind and
     form)."""
-    obj = f"{getattr(spec.factory, '__module__', '?')}:" \
-          f"{getattr(spec.factory, '__qualname__', '?')}"
-    modules = dict.fromkeys([spec.module, obj.partition(":")[0]])
-    return {"kind": "backbone", "name": spec.name, "form": spec.form, "module": spec.module,
-            "object": obj, "version": _version(spec.module), "source": _source_hash(tuple(modules))}
+    return {"kind": "backbone", "name": spec.name, "form": spec.form,
+            **_identity(spec.factory, spec.module)}
 
 
 def spec_from_object(name: str, obj: Any, origin: str, module: str) -> AttentionSpec:
@@ -199,7 +196,7 @@ def check_plugin(name: str) -> None:
     """Raise :class:`ModelConfigError` unless the plugin ``name`` makes an ``nn.Module`` from
     ``channels`` that keeps its input's shape. A forward that raises is left to the job
     (which FAILS with the plugin's message)."""
-    spec = _spec(name)
+    spec = attention_spec(name)
     if spec.builtin or spec.transform is not None:
         return
     try:
@@ -225,10 +222,6 @@ def check_plugin(name: str) -> None:
                                f"-> {got}); an attention module must return its input's shape")
 
 
-def _spec(name: str) -> AttentionSpec:
-    return attention_spec(name)
-
-
 # ----------------------------------------------------------------------------- records
 def plugin_records(attention: str | None, arch: str | None = None,
                    form: str | None = None) -> list[dict[str, Any]]:
@@ -241,16 +234,22 @@ def plugin_records(attention: str | None, arch: str | None = None,
             out.append(backbone_record(spec))
     if not attention or attention == "baseline":
         return out
-    return out + [plugin_record(_spec(n)) for n in attention.split("+") if not _spec(n).builtin]
+    specs = [attention_spec(n) for n in attention.split("+")]
+    return out + [plugin_record(spec) for spec in specs if not spec.builtin]
 
 
 def plugin_record(spec: AttentionSpec) -> dict[str, Any]:
     """What a job records of a plugin method: name, module, object, version, source hash."""
-    obj = f"{getattr(spec.factory, '__module__', '?')}:" \
-          f"{getattr(spec.factory, '__qualname__', '?')}"
-    modules = dict.fromkeys([spec.module, obj.partition(":")[0]])
-    return {"name": spec.name, "module": spec.module, "object": obj,
-            "version": _version(spec.module), "source": _source_hash(tuple(modules))}
+    return {"name": spec.name, **_identity(spec.factory, spec.module)}
+
+
+def _identity(factory: Any, module: str) -> dict[str, Any]:
+    """Where a plugin part comes from: the module to import, the object that builds it, its
+    distribution's version and a hash of the source of both modules."""
+    obj = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')}"
+    modules = tuple(dict.fromkeys([module, obj.partition(":")[0]]))
+    return {"module": module, "object": obj, "version": _version(module),
+            "source": _source_hash(modules)}
 
 
 def ensure_plugins(records: Iterable[dict[str, Any]]) -> None:
@@ -271,7 +270,7 @@ def ensure_plugins(records: Iterable[dict[str, Any]]) -> None:
             if name not in ATTENTIONS and not is_object_ref(name) \
                     and name not in entry_point_methods():
                 import_plugin(record["module"])
-            here = plugin_record(_spec(name))
+            here = plugin_record(attention_spec(name))
         if (here["version"], here["source"]) != (record.get("version"), record.get("source")):
             raise ModelConfigError(
                 f"plugin {name!r} changed since this job was planned (planned: version "
