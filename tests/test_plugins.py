@@ -123,8 +123,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ["PYTHONPATH"] = old_env
     catalogue.entry_point_methods.cache_clear()
     plugins.distributions.cache_clear()
-    specs.ATTENTIONS.clear()
-    specs.ATTENTIONS.update(before)
+    for name in [n for n, spec in specs.ATTENTIONS.items()  # this module's plugins only:
+                 if n not in before and not spec.builtin]:  # built-ins loaded meanwhile stay
+        del specs.ATTENTIONS[name]
 
 
 @pytest.fixture(autouse=True)
