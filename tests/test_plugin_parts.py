@@ -120,16 +120,22 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     info = site / "tiny_parts-0.2.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-parts\nVersion: 0.2\n")
+    paths = [str(ROOT / "examples" / "eca" / "src"), str(site)]
+    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH", "")
+    sys.path[:0] = paths
+    _forget()
+    # the example installed already (as docs/extending.md has users do, or built in place):
+    # it declares eca itself, and a second declaration would be refused
+    installed = "eca" in catalogue.entry_point_methods()
+    groups = {g: eps for g, eps in ENTRY_POINTS.items()
+              if not (installed and g == catalogue.ATTENTION_GROUP)}
     (info / "entry_points.txt").write_text("".join(
         f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
-        for g, eps in ENTRY_POINTS.items()))
+        for g, eps in groups.items()))
     (info / "top_level.txt").write_text("ep_backbone\nep_suite\neca_attention\n")
     for name, text in {"tiny_backbone": TINY_BACKBONE, "tiny_suite": TINY_SUITE,
                        "ep_backbone": EP_BACKBONE, "ep_suite": EP_SUITE, **BAD}.items():
         (site / f"{name}.py").write_text(textwrap.dedent(text))
-    paths = [str(ROOT / "examples" / "eca" / "src"), str(site)]
-    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH", "")
-    sys.path[:0] = paths
     os.environ["PYTHONPATH"] = os.pathsep.join([*paths, old_env])
     _forget()
     before = dict(specs.ATTENTIONS), dict(specs.BACKBONES)

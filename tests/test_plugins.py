@@ -90,7 +90,12 @@ class MySE(nn.Module):
 
 
 def _dist_info(site: Path) -> None:
-    """The example's installed metadata (what pip writes), from its pyproject.toml."""
+    """The example's installed metadata (what pip writes), from its pyproject.toml; nothing
+    when the example is installed already (as docs/extending.md has users do, or built in
+    place: its metadata beside its source)."""
+    catalogue.entry_point_methods.cache_clear()
+    if "eca" in catalogue.entry_point_methods():
+        return
     project = tomllib.loads((ECA / "pyproject.toml").read_text())["project"]
     info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     info.mkdir(parents=True)
@@ -107,13 +112,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """examples/eca as if pip-installed (its source and its metadata on the path, in this
     process and every process it starts), plus this module's plugin files."""
     site = tmp_path_factory.mktemp("site")
+    paths = [str(ECA / "src"), str(site)]
+    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH", "")
+    sys.path[:0] = paths
     _dist_info(site)
     for name, text in (("boom_plugin", BOOM), ("broken_plugin", BROKEN),
                        ("duplicate_plugin", DUPLICATE)):
         (site / f"{name}.py").write_text(textwrap.dedent(text))
-    paths = [str(ECA / "src"), str(site)]
-    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH", "")
-    sys.path[:0] = paths
     os.environ["PYTHONPATH"] = os.pathsep.join([*paths, old_env])
     catalogue.entry_point_methods.cache_clear()
     plugins.distributions.cache_clear()
