@@ -30,7 +30,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from models.detection_heads import OHEMRoIHeads, SoftmaxRetinaNet
+from models.detection_heads import OHEMRoIHeads, RankBy, SoftmaxRetinaNet
 from models.registry import ModelConfigError, attention_spec, build_model
 
 NormMode = Literal["eval", "frozen", "train"]
@@ -133,6 +133,8 @@ def build_detector(detector: str, num_classes: int, arch: str = "resnet50",
                    attention_options: dict[str, Any] | None = None,
                    sampler: Literal["random", "ohem"] = "random",
                    cls_loss: Literal["focal", "softmax"] = "focal",
+                   rank_by: RankBy = "cls",
+                   bottleneck_stride: Literal["1x1", "3x3"] = "3x3",
                    **detector_options: Any) -> nn.Module:
     """torchvision's ``detector`` ("faster_rcnn", "mask_rcnn", "retinanet") over a zoo ResNet
     with ``attention``. ``num_classes`` counts the background (VOC 21, COCO 81 or 91 by
@@ -140,7 +142,8 @@ def build_detector(detector: str, num_classes: int, arch: str = "resnet50",
     ``max_size``, ``box_detections_per_img`` ...), whose defaults are MMDetection v1's RPN,
     RoI and test numbers. ``sampler="ohem"`` (Faster R-CNN, Table IV) replaces the RoI heads'
     random sampler by online hard example mining (``models.detection_heads.OHEMRoIHeads``,
-    ranked by classification + box loss); ``cls_loss="softmax"`` (RetinaNet, Table III) replaces
+    ranked by ``rank_by``: "cls" as MMDetection v1's ``OHEMSampler``, or "cls+box" as the OHEM
+    paper); ``cls_loss="softmax"`` (RetinaNet, Table III) replaces
     the sigmoid focal loss by a cross-entropy over the ``num_classes`` outputs with class 0 as
     the background (``SoftmaxRetinaNet``)."""
     if detector not in DETECTORS:
@@ -154,7 +157,7 @@ def build_detector(detector: str, num_classes: int, arch: str = "resnet50",
         raise ModelConfigError(f"cls_loss {cls_loss!r} with {detector}: 'focal', or "
                                "'softmax' for retinanet")
     body = resnet_body(arch, attention, norm=norm, frozen_stages=frozen_stages,
-                       **(attention_options or {}))
+                       bottleneck_stride=bottleneck_stride, **(attention_options or {}))
     if detector == "retinanet":
         cls = SoftmaxRetinaNet if cls_loss == "softmax" else RetinaNet
         return cls(fpn_backbone(body, fpn_channels, (2, 3, 4), "p6p7"), num_classes,
@@ -162,5 +165,5 @@ def build_detector(detector: str, num_classes: int, arch: str = "resnet50",
     cls = FasterRCNN if detector == "faster_rcnn" else MaskRCNN
     model = cls(fpn_backbone(body, fpn_channels), num_classes, **detector_options)
     if sampler == "ohem":
-        model.roi_heads = OHEMRoIHeads.from_heads(model.roi_heads)
+        model.roi_heads = OHEMRoIHeads.from_heads(model.roi_heads, rank_by)
     return model

@@ -7,10 +7,10 @@
 positives and negatives by their loss and keeps the hardest under the plain sampler's quotas:
 ``batch_size_per_image`` RoIs (512), at most ``positive_fraction`` (25 %) of them positive, and
 fewer when the image has fewer candidates. The normal Fast R-CNN loss is then taken on the
-selected RoIs only. ``rank_by="cls+box"`` (the default) ranks by classification + box regression
-loss, as the OHEM paper does; ``rank_by="cls"`` ranks by classification loss alone, as
-MMDetection v1's ``OHEMSampler.hard_mining`` does (it calls the box head's loss with
-``bbox_pred=None``). Like MMDetection's, this sampler skips the OHEM paper's NMS over the
+selected RoIs only. ``rank_by="cls"`` (the default: the paper's OHEM row is MMDetection's)
+ranks by classification loss alone, as MMDetection v1's ``OHEMSampler.hard_mining`` does (it
+calls the box head's loss with ``bbox_pred=None``); ``rank_by="cls+box"`` ranks by
+classification + box regression loss, as the OHEM paper does. Like MMDetection's, this sampler skips the OHEM paper's NMS over the
 candidates.
 
 **Softmax RetinaNet** (Table III's BA²M row and its control): :class:`SoftmaxRetinaNet` replaces
@@ -50,7 +50,7 @@ class OHEMRoIHeads(RoIHeads):
     """torchvision's ``RoIHeads`` whose training sampler keeps each image's highest-loss
     candidates (see the module's docstring); evaluation is unchanged."""
 
-    def __init__(self, *args: Any, rank_by: RankBy = "cls+box", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, rank_by: RankBy = "cls", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if rank_by not in ("cls+box", "cls"):
             raise ValueError(f"rank_by {rank_by!r}: choose 'cls+box' or 'cls'")
@@ -58,7 +58,7 @@ class OHEMRoIHeads(RoIHeads):
         self._inputs: tuple[dict[str, Tensor], list[tuple[int, int]]] | None = None
 
     @classmethod
-    def from_heads(cls, heads: RoIHeads, rank_by: RankBy = "cls+box") -> OHEMRoIHeads:
+    def from_heads(cls, heads: RoIHeads, rank_by: RankBy = "cls") -> OHEMRoIHeads:
         """The same modules and numbers as ``heads`` (a detector's plain ``RoIHeads``)."""
         return cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
                    heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
