@@ -15,19 +15,23 @@ size keep their identity and the others are new models with their own.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from harness.plan.spec import (DATASET_CLASSES, ModelSpec, NotAvailableError, check_available,
-                                model_spec, plugins_of, stable_hash)
 from harness.errors import UserError
-from harness.plan.overrides import Overrides
+from harness.plan.job import Job, arch_name, job_label
+from harness.plan.overrides import (Overrides, Setting, apply_sets, check_positive, matches,
+                                    parse_only, parse_set)
+from harness.plan.spec import (DATASET_CLASSES, ModelSpec, NotAvailableError, check_available,
+                               model_spec, plugins_of, stable_hash)
 from harness.plan.profiles import PROFILES, Profile
 from models.registry import INPUT_SIZE, ModelConfigError, size_dependent
 from suites.base import Recipe, Row, Suite
+
+__all__ = ["Job", "PROFILES", "Setting", "apply_sets", "arch_name", "expand", "input_size",
+           "job_label", "not_comparable_reason", "parse_only", "parse_set", "profile",
+           "runtime_config"]
 
 #: ``DATASET_CLASSES`` (``harness.plan.spec``): classes of each real dataset (the synthetic
 #: provider makes ``SMOKE_CLASSES``). Any other provider (image-folder) has the classes of its
@@ -45,161 +49,11 @@ PROVIDER_IMAGE_SIZE = {"imagenet": 224}
 DEFAULT_IMAGE_SIZE = 32
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One ``--set``: a dotted config key, its new value, and the rows it applies to."""
-
-    text: str
-    rows: dict[str, set[str]]  # a --only filter; empty = every row
-    path: tuple[str, ...]
-    value: Any
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run: a row (or several rows sharing it) at one seed."""
-
-    suite: str
-    row: Row
-    seed: int
-    config: dict[str, Any]
-    config_hash: str
-    group_hash: str
-    unavailable: str | None  # why the harness cannot run it yet
-
-    @property
-    def label(self) -> str:
-        """The row's label, naming what the config builds (see :func:`job_label`)."""
-        return job_label(self.row, self.config)
-
-
-def job_label(row: Row, config: dict[str, Any]) -> str:
-    """``row.label`` with the backbone and method the job's model config builds in place of
-    the row's where ``--set model.arch=...`` or ``model.attention=...`` changed them
-    ("ResNet-20 / ba2m / inside" for Table VII's "ResNet-50 / ba2m / inside" row); the row's
-    own label otherwise."""
-    model = config.get("model")
-    if not isinstance(model, dict):
-        return row.label
-    backbone, method = row.backbone, row.method
-    if model.get("arch") != row.arch:
-        backbone = arch_name(str(model.get("arch")))
-    if model.get("attention") != (None if row.method == "baseline" else row.method):
-        method = model.get("attention") or "baseline"
-    return " / ".join([backbone, method] + ([row.setting] if row.setting else []))
-
-
-def arch_name(arch: str) -> str:
-    """How the paper names a zoo architecture: the backbone of a suite row that builds it
-    ("resnet50" -> "ResNet-50"), else ResNet-style names spelled out ("resnet20" ->
-    "ResNet-20", "preresnet56" -> "PreResNet-56"), else the zoo's name."""
-    named = _arch_names().get(arch)
-    if named:
-        return named
-    m = re.fullmatch(r"(pre)?resnet(\d+)", arch)
-    return f"{'Pre' if m.group(1) else ''}ResNet-{m.group(2)}" if m else arch
-
-
-@cache
-def _arch_names() -> dict[str, str]:
-    import suites
-
-    names: dict[str, str] = {}
-    for suite in suites.loaded():  # no plugin suite's entry point loaded just for labels
-        for row in suite.rows:
-            if row.arch:
-                names.setdefault(row.arch, row.backbone)
-    return names
-
-
 def profile(name: str) -> Profile:
     """The named profile, or a one-line error listing them."""
     if name not in PROFILES:
         raise UserError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name]
-
-
-def parse_only(only: str | None) -> dict[str, set[str]]:
-    """``"method=ba2m,backbone=ResNet-50|ResNet-101"`` -> {field: allowed values}."""
-    if not only:
-        return {}
-    fields = ("backbone", "arch", "method", "setting")
-    out: dict[str, set[str]] = {}
-    for part in only.split(","):
-        m = re.fullmatch(r"\s*(\w+)\s*=\s*(.+?)\s*", part)
-        if not m or m.group(1) not in fields:
-            raise UserError(
-                f"malformed --only filter {part!r}; write FIELD=VALUE[|VALUE],... with FIELD "
-                f"one of {', '.join(fields)} (e.g. --only method=ba2m,setting=R=16)"
-            )
-        out.setdefault(m.group(1), set()).update(v.strip() for v in m.group(2).split("|"))
-    return out
-
-
-#: Config sections ``--set`` may change (seed and evals come from --seeds and the suite).
-SETTABLE = ("model", "data", "train")
-
-
-def parse_set(text: str) -> Setting:
-    """``"method=ba2m:model.options.reduction=16"`` -> a :class:`Setting` (filter optional;
-    the value is read as JSON when it parses, else as a string)."""
-    m = re.fullmatch(r"\s*(?:(?P<rows>[^:]+):)?\s*(?P<key>[\w.]+)\s*=\s*(?P<value>.*?)\s*", text)
-    if not m or m.group("key").split(".")[0] not in SETTABLE or "." not in m.group("key"):
-        raise UserError(
-            f"malformed --set {text!r}; write [FILTER:]KEY=VALUE with KEY a dotted config key "
-            f"under {', '.join(SETTABLE)} (e.g. --set model.options.reduction=16 or "
-            "--set method=ba2m:train.lr=0.05)")
-    try:
-        value = json.loads(m.group("value"))
-    except json.JSONDecodeError:
-        value = m.group("value")
-    return Setting(text.strip(), parse_only(m.group("rows")), tuple(m.group("key").split(".")),
-                   value)
-
-
-def apply_sets(config: dict[str, Any], row: Row, settings: list[Setting]) -> list[str]:
-    """Apply the settings whose filter matches ``row`` to ``config`` in place; returns the
-    texts applied. A key must already exist in the config (every option in force is there),
-    and the new value must have the old one's type."""
-    applied = []
-    for st in settings:
-        if not _matches(row, st.rows):
-            continue
-        node = config
-        for i, part in enumerate(st.path[:-1]):
-            if not isinstance(node.get(part), dict):
-                known = ", ".join(k for k, v in node.items() if isinstance(v, dict))
-                raise UserError(f"--set {st.text!r}: {'.'.join(st.path[:i + 1])} is not a config "
-                                f"section; sections here: {known or 'none'}")
-            node = node[part]
-        key = st.path[-1]
-        if key not in node:
-            raise UserError(f"--set {st.text!r}: no key {key!r} under {'.'.join(st.path[:-1])}; "
-                            f"known: {', '.join(sorted(node))}")
-        old, new = node[key], st.value
-        if old is not None and not _same_kind(old, new):
-            raise UserError(f"--set {st.text!r}: {'.'.join(st.path)} is {type(old).__name__} "
-                            f"(now {old!r}), got {type(new).__name__} {new!r}")
-        node[key] = float(new) if isinstance(old, float) and isinstance(new, int) else new
-        applied.append(st.text)
-    return applied
-
-
-def _same_kind(old: Any, new: Any) -> bool:
-    if isinstance(old, bool) or isinstance(new, bool):
-        return isinstance(old, bool) and isinstance(new, bool)
-    if isinstance(old, (int, float)):
-        return isinstance(new, (int, float)) and (isinstance(old, float) or isinstance(new, int))
-    return type(old) is type(new)
-
-
-def _matches(row: Row, filters: dict[str, set[str]]) -> bool:
-    return all(str(getattr(row, f) or "") in allowed for f, allowed in filters.items())
-
-
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise UserError(f"--{name} must be a positive integer, got {value}")
 
 
 def expand(suite: Suite, prof: Profile, over: Overrides = Overrides(), *,
@@ -210,12 +64,12 @@ def expand(suite: Suite, prof: Profile, over: Overrides = Overrides(), *,
     (image-folder), asked once per provider; without it such jobs record ``None`` (the
     data's count, unknown until opened)."""
     for name in ("seeds", "epochs", "batch_size", "gpus_per_job"):
-        _positive(name.replace("_", "-"), getattr(over, name))
+        check_positive(name.replace("_", "-"), getattr(over, name))
     if suite.recipe is None:
-        rows = [r for r in suite.rows if _matches(r, parse_only(over.only))]
+        rows = [r for r in suite.rows if matches(r, parse_only(over.only))]
         return [_detection_job(suite, r) for r in rows]
     filters = parse_only(over.only)
-    rows = [r for r in suite.rows if _matches(r, filters)]
+    rows = [r for r in suite.rows if matches(r, filters)]
     if not rows:
         raise UserError(
             f"--only {over.only!r} matches no row of {suite.name}; see `ba2m-bench paper "
