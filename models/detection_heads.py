@@ -10,8 +10,8 @@ fewer when the image has fewer candidates. The normal Fast R-CNN loss is then ta
 selected RoIs only. ``rank_by="cls"`` (the default: the paper's OHEM row is MMDetection's)
 ranks by classification loss alone, as MMDetection v1's ``OHEMSampler.hard_mining`` does (it
 calls the box head's loss with ``bbox_pred=None``); ``rank_by="cls+box"`` ranks by
-classification + box regression loss, as the OHEM paper does. Like MMDetection's, this sampler skips the OHEM paper's NMS over the
-candidates.
+classification + box regression loss, as the OHEM paper does. Like MMDetection's, this sampler
+skips the OHEM paper's NMS over the candidates.
 
 **Softmax RetinaNet** (Table III's BA²M row and its control): :class:`SoftmaxRetinaNet` replaces
 the sigmoid focal classification head by :class:`SoftmaxClassificationHead`, a cross-entropy

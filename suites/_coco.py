@@ -7,6 +7,7 @@ from typing import Literal
 
 from suites._rows import COCO_AP, Cell, detection
 from suites.base import Suite
+from suites.recipes import MMDET_COCO_2X
 
 #: The COCO tables' training, as the paper describes it.
 MMDET_2X = ("MMDetection, 2x schedule (24 epochs, lr 0.01, x0.1 at 16 and 22, momentum 0.9, "
@@ -27,7 +28,7 @@ def coco_suite(*, name: str, table: str, title: str, detector: str,
         form="imagenet",
         task="detection",
         metrics=keys,
-        recipe=None,
+        recipe=MMDET_COCO_2X,
         seeds=1,
         rows=tuple(detection(backbone, arch, method, detector, keys, cells)
                    for backbone, arch, method, cells in rows),

@@ -19,10 +19,8 @@ IMAGENET_KEYS = ("params_m", "flops_g", "top1_err", "top5_err")
 #: COCO AP columns, without the _bb / _mask suffix.
 COCO_AP = ("ap", "ap50", "ap75", "aps", "apm", "apl")
 
-DETECTION_UNAVAILABLE = (
-    "detection training (RetinaNet / Faster R-CNN / Mask R-CNN via MMDetection) "
-    "is not part of ba2m-bench yet"
-)
+#: The detectors a detection table's setting names, as ``models.detection`` builds them.
+DETECTORS = {"RetinaNet": "retinanet", "Faster R-CNN": "faster_rcnn", "Mask R-CNN": "mask_rcnn"}
 
 
 def values(keys: Sequence[str], cells: Sequence[Cell]) -> dict[str, float]:
@@ -51,7 +49,9 @@ def pair(backbone: str, arch: str | None, base: Sequence[Cell], ours: Sequence[C
 
 
 def detection(backbone: str, arch: str, method: str, detector: str, keys: Sequence[str],
-              cells: Sequence[Cell]) -> Row:
-    """A detection row: the detector is the setting; not runnable in ba2m-bench yet."""
-    return row(backbone, arch, method, keys, cells, setting=detector,
-               available=DETECTION_UNAVAILABLE)
+              cells: Sequence[Cell], note: str = "", **model: Any) -> Row:
+    """A detection row: the detector (a key of :data:`DETECTORS`) is the setting; ``model``
+    are its detector options beyond the backbone and attention (``cls_loss="softmax"``,
+    ``sampler="ohem"``)."""
+    return row(backbone, arch, method, keys, cells, setting=detector, note=note,
+               model={"detector": DETECTORS[detector], **model})

@@ -20,6 +20,10 @@ METRICS = (
 
 TASKS = ("classification", "detection")
 
+#: Methods of the detection tables that are no attention module: the row's ``model`` says what
+#: they change in the detector (its loss or RoI sampler); the backbone stays plain.
+DETECTOR_METHODS = ("focal-loss", "ohem", "softmax-loss")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -94,18 +98,20 @@ class Row:
         backbone: the paper's label ("ResNet-50").
         arch: the zoo's architecture name ("resnet50"); None where the zoo has no backbone.
         method: "baseline", an attention method ("ba2m", "se", ...), a "+" combination
-            ("se+ba2m"), or a non-attention method ("focal-loss", "ohem").
+            ("se+ba2m"), or a non-attention method of the detection tables
+            (:data:`DETECTOR_METHODS`).
         setting: what distinguishes rows with the same backbone and method ("R=16",
             "blocks=1+3", "N=64", "inside", "branches=ca+lsa", "test_batch=8"); "" if none.
         model: keyword arguments for ``models.build_model`` beyond arch/form/attention
-            (e.g. {"reduction": 16}, {"stages": (1, 3)}, {"position": "inside"}).
+            (e.g. {"reduction": 16}, {"stages": (1, 3)}, {"position": "inside"}); in a
+            detection table, the detector and its options ({"detector": "faster_rcnn",
+            "sampler": "ohem"}).
         train: recipe overrides for this row (e.g. {"batch_size": 64}).
         eval: evaluation variant (e.g. {"batch_size": 8}); rows that differ only here share
             one training job.
         paper: the paper's printed values, metric name -> number.
         inferred: the row's identity is inferred (lost check-mark columns of IX and XIII).
-        available: None if the harness can run it, else what is missing ("detection
-            training").
+        available: None if the harness can run it, else what is missing.
         added: a row the user added (``run --add-method``, :mod:`suites.added`): not the
             paper's, so no paper value; reports mark it as the user's.
     """
@@ -122,6 +128,11 @@ class Row:
     available: str | None = None
     note: str = ""
     added: bool = False
+
+    @property
+    def attention(self) -> str | None:
+        """The attention method(s) the row's backbone carries (None: a plain backbone)."""
+        return None if self.method in ("baseline", *DETECTOR_METHODS) else self.method
 
     @property
     def label(self) -> str:
@@ -183,7 +194,7 @@ class Suite:
     task: str  # "classification" or "detection"
     metrics: tuple[str, ...]  # the paper's columns, as metric names
     rows: tuple[Row, ...]
-    recipe: Recipe | None
+    recipe: Recipe | DetectionRecipe | None  # a DetectionRecipe for task "detection"
     seeds: int = 5
     notes: str = ""
     statistic: Literal["median", "mean"] = "median"

@@ -8,9 +8,8 @@ the CIFAR recipe of He et al. 2016 (the paper's ResNet reference [11]) with the 
 Detection (Tables III, IV, XIV-XVI): the paper trains with MMDetection and "all the related
 hyper-parameters are not changed" (supplement, G), so the presets are MMDetection v1's configs:
 ``MMDET_COCO_2X`` (faster_rcnn / mask_rcnn / retinanet ``*_r50_fpn_2x.py``) and
-``MMDET_VOC0712`` (``pascal_voc/faster_rcnn_r50_fpn_1x_voc0712.py``). They are declared here and
-tested (tests/test_detection_recipes.py) but not yet attached to the detection suites: a suite
-with a recipe expands to classification jobs (docs/detection.md).
+``MMDET_VOC0712`` (``pascal_voc/faster_rcnn_r50_fpn_1x_voc0712.py``), the recipes of Tables III-IV
+and XIV-XVI (docs/detection.md).
 """
 
 from __future__ import annotations
@@ -156,12 +155,3 @@ MMDET_VOC0712 = DetectionRecipe(
 )
 
 DETECTION_RECIPES = {r.name: r for r in (MMDET_COCO_2X, MMDET_VOC0712)}
-
-#: The detection tables and the recipe each will train with once the runner takes them.
-DETECTION_SUITE_RECIPES = {
-    "table3": MMDET_VOC0712,
-    "table4": MMDET_VOC0712,
-    "table14": MMDET_COCO_2X,
-    "table15": MMDET_COCO_2X,
-    "table16": MMDET_COCO_2X,
-}

@@ -2,12 +2,14 @@
 
 from suites._rows import detection
 from suites.base import Row, Suite
+from suites.recipes import MMDET_VOC0712
 
 _KEYS = ("recall", "map")
 
 
-def _frcnn(method: str, recall: float, map_: float) -> Row:
-    return detection("ResNet-50", "resnet50", method, "Faster R-CNN", _KEYS, (recall, map_))
+def _frcnn(method: str, recall: float, map_: float, sampler: str = "random") -> Row:
+    return detection("ResNet-50", "resnet50", method, "Faster R-CNN", _KEYS, (recall, map_),
+                     sampler=sampler)
 
 
 SUITE = Suite(
@@ -18,11 +20,11 @@ SUITE = Suite(
     form="imagenet",
     task="detection",
     metrics=_KEYS,
-    recipe=None,
+    recipe=MMDET_VOC0712,
     seeds=1,
     rows=(
         _frcnn("baseline", 92.97, 80.10),
-        _frcnn("ohem", 90.57, 80.50),
+        _frcnn("ohem", 90.57, 80.50, "ohem"),
         _frcnn("ba2m", 93.99, 81.00),
     ),
     notes="Trained on VOC 2007+2012 trainval, tested on VOC 2007 test; ImageNet-pretrained "

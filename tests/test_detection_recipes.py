@@ -1,6 +1,5 @@
 """The detection recipes of issue #15 (MMDetection v1's numbers, each with its source), and
-that declaring them changed no job: the detection suites still expand to "not yet available"
-jobs, and no classification job's config hash moved."""
+the suites that train with them."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ import pytest
 
 from harness.plan.jobs import PROFILES, expand
 from suites import get as get_suite
-from suites.recipes import (DETECTION_RECIPES, DETECTION_SUITE_RECIPES, MMDET_COCO_2X,
-                            MMDET_VOC0712)
+from suites.recipes import DETECTION_RECIPES, MMDET_COCO_2X, MMDET_VOC0712
 
 
 def test_coco_2x_numbers() -> None:
@@ -44,13 +42,16 @@ def test_lr_schedule() -> None:
     assert r.lr_at(10**6, 0, batch_size=2) == pytest.approx(0.0025)  # linear scaling
 
 
-def test_detection_suites_are_not_yet_runnable() -> None:
-    """The recipes are not attached: a Suite with a recipe would expand to classification
-    jobs. Every detection job stays "not yet available" under every profile."""
-    for name, recipe in DETECTION_SUITE_RECIPES.items():
+def test_detection_suites_train_with_their_recipe() -> None:
+    """Tables III-IV train with the VOC recipe, XIV-XVI with the COCO 2x one; every job of
+    every profile is runnable and records its recipe."""
+    expected = {"table3": MMDET_VOC0712, "table4": MMDET_VOC0712, "table14": MMDET_COCO_2X,
+                "table15": MMDET_COCO_2X, "table16": MMDET_COCO_2X}
+    for name, recipe in expected.items():
         suite = get_suite(name)
-        assert suite.task == "detection" and suite.recipe is None
+        assert suite.task == "detection" and suite.recipe is recipe
         assert recipe.name in DETECTION_RECIPES
         for prof in PROFILES.values():
             jobs = expand(suite, prof)
-            assert jobs and all(j.unavailable for j in jobs)
+            assert jobs and all(j.unavailable is None for j in jobs)
+            assert {j.config["train"]["recipe"] for j in jobs} == {recipe.name}

@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+import suites
 from harness.store.db import ResultsDB
 from harness.execute.options import RunOptions
 from harness.execute.runner import run_suite
@@ -46,11 +48,15 @@ def test_smoke_suite_end_to_end(smoke_db: SmokeDB) -> None:
         assert db.content_hash() == before
 
 
-def test_unavailable_rows_fail_with_their_reason(tmp_path: Path) -> None:
-    """Detection (Tables III-IV, XIV-XVI) is declared but not runnable: FAILED, never faked."""
-    summary = run_suite("table3", _opts(tmp_path))
+def test_unavailable_rows_fail_with_their_reason(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row the harness cannot build yet is FAILED with what is missing, never faked."""
+    table7 = suites.get("table7")
+    rows = tuple(replace(r, available="a part the zoo lacks") for r in table7.rows)
+    monkeypatch.setattr(suites, "get", lambda name: replace(table7, rows=rows))
+    summary = run_suite("table7", _opts(tmp_path, seeds=1))
     assert summary["FAILED"] == 2 and summary["COMPLETED"] == 0
-    assert all(f["reason"].startswith("not yet available: detection training")
+    assert all(f["reason"].startswith("not yet available: a part the zoo lacks")
                for f in summary["failures"])
     with ResultsDB(str(tmp_path / "db.sqlite")) as db:
         assert db.results_frame()["best_top1_err"].isna().all()

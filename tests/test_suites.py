@@ -8,6 +8,8 @@ import io
 import pytest
 
 import suites
+from suites._rows import DETECTORS
+from suites.base import DetectionRecipe, Recipe
 from suites.base import Row, Suite
 from suites.paper import CSV_FIELDS, paper_frame, paper_values, to_csv
 
@@ -34,12 +36,12 @@ def test_suite_is_well_formed(name: str) -> None:
     for r in suite.rows:
         assert set(r.paper) <= set(suite.metrics), r.label
         assert all(isinstance(v, float) for v in r.paper.values()), r.label
+    assert all(r.available is None for r in suite.rows)
     if suite.task == "detection":
-        assert suite.recipe is None and suite.seeds == 1
-        assert all(r.available and r.setting for r in suite.rows)
+        assert isinstance(suite.recipe, DetectionRecipe) and suite.seeds == 1
+        assert all(r.setting and r.model["detector"] == DETECTORS[r.setting] for r in suite.rows)
     else:
-        assert suite.recipe is not None and suite.seeds == 5
-        assert all(r.available is None for r in suite.rows)
+        assert isinstance(suite.recipe, Recipe) and suite.seeds == 5
 
 
 def test_paper_numbering_is_unique() -> None:

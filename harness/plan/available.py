@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.catalogue import has_architecture, method_known
-from suites.base import Row, Suite
+from suites.base import DETECTOR_METHODS, Row, Suite
 
 
 class NotAvailableError(RuntimeError):
@@ -18,7 +18,9 @@ def check_available(suite: Suite, row: Row) -> None:
         raise NotAvailableError(
             f"not yet available: {suite.form} architecture {row.arch!r} ({suite.name}: {row.label})"
         )
-    if row.method != "baseline":
+    plain = row.method == "baseline" or (suite.task == "detection"
+                                         and row.method in DETECTOR_METHODS)
+    if not plain:
         for name in row.method.split("+"):
             if not method_known(name):
                 raise NotAvailableError(

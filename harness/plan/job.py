@@ -39,7 +39,7 @@ def job_label(row: Row, config: dict[str, Any]) -> str:
     backbone, method = row.backbone, row.method
     if model.get("arch") != row.arch:
         backbone = arch_name(str(model.get("arch")))
-    if model.get("attention") != (None if row.method == "baseline" else row.method):
+    if model.get("attention") != row.attention:
         method = model.get("attention") or "baseline"
     return " / ".join([backbone, method] + ([row.setting] if row.setting else []))
 

@@ -29,8 +29,8 @@ def training_key(row: Row) -> tuple:
 
 def suite_size(suite: Suite, prof: Profile) -> SuiteSize:
     """The jobs ``expand(suite, prof)`` makes, counted without making them."""
-    if suite.recipe is None:  # one job per row (detection: not runnable yet)
-        return SuiteSize(jobs=len(suite.rows), runnable=0)
+    if suite.recipe is None:  # makes no job (``expand`` says so)
+        return SuiteSize(jobs=0, runnable=0)
     seeds = prof.seeds or suite.seeds
     first = {}
     for row in suite.rows:
