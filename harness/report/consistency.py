@@ -28,12 +28,10 @@ import pandas as pd
 import suites as suite_registry
 from harness.plan.spec import NotAvailableError, model_spec
 from harness.report.gains import baseline_for
+from harness.report.tables import higher_is_better
 from suites.base import Row, Suite
 
 INCONSISTENCY, NOTE = "inconsistency", "note"
-#: Metrics where a larger value is better (detection); every other judged metric is an error.
-HIGHER_IS_BETTER = frozenset({"recall", "map"}) | {
-    f"{m}_{k}" for m in ("ap", "ap50", "ap75", "aps", "apm", "apl") for k in ("bb", "mask")}
 ERRORS = ("err", "top1_err", "top5_err")
 #: Printed increments closer than this (M params) count as equal (two-decimal rounding).
 INCREMENT_SLACK = 0.05
@@ -289,7 +287,7 @@ def _not_better(metric: str, value: float, base: float, strict: bool) -> bool:
     """``value`` is worse than ``base`` (or, unless ``strict``, equal)."""
     if value == base:
         return not strict
-    return value < base if metric in HIGHER_IS_BETTER else value > base
+    return value < base if higher_is_better(metric) else value > base
 
 
 def _find(table: str, backbone: str, method: str, setting: str = "") -> tuple[Suite, Row]:

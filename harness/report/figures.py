@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from harness.paths import inside
 from harness.report.stats import weight_shares
-from harness.report.tables import METRIC_LABELS, RowReport, error_metric
+from harness.report.tables import METRIC_LABELS, RowReport, error_metric, main_metric
 from suites.base import FigureKind, FigureSpec, PaperPoint
 
 PAPER_COLOR, OURS_COLOR = "#1f4e79", "#c55a11"
@@ -198,8 +198,9 @@ def declared_figure(spec: FigureSpec, title: str, rows: Sequence[RowReport],
 
 
 def scatter_figure(rows: Sequence[RowReport], title: str) -> Figure:
-    """Paper vs reproduced error, one point per row with both; the diagonal is agreement."""
-    metric = error_metric(rows[0].suite) or "err"
+    """Paper vs reproduced headline metric (error, or mAP/AP for detection), one point per
+    row with both; the diagonal is agreement."""
+    metric = main_metric(rows[0].suite) or "err"
     pts = [(r.row.paper[metric], r.reproduced(metric), r.label) for r in rows
            if metric in r.row.paper and math.isfinite(r.reproduced(metric))]
     fig = _new(5.6, 5.0)

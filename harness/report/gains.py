@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harness.report.stats import CONFIDENCE, welch_gain
-from harness.report.tables import RowReport, error_metric
+from harness.report.stats import CONFIDENCE, Gain, welch_gain
+from harness.report.tables import METRIC_LABELS, RowReport, higher_is_better, main_metric
 from suites.base import Row, Suite
 
 GAIN_COLUMNS = ("table", "backbone", "method", "setting", "metric", "paper_gain", "gain",
@@ -26,14 +26,31 @@ def baseline_for(suite: Suite, row: Row) -> Row | None:
     return bases[0] if len(bases) == 1 else None
 
 
+def gain_text(suite: Suite) -> str:
+    """What a gain of ``suite`` is, in words."""
+    metric = main_metric(suite)
+    if metric is not None and higher_is_better(metric):
+        return f"method − baseline {METRIC_LABELS.get(metric, metric)}"
+    return "baseline − method error"
+
+
+def _gain(base: RowReport, rep: RowReport, metric: str, confidence: float) -> Gain:
+    """The method's gain over the baseline in ``metric``, positive when it helps."""
+    if not higher_is_better(metric):
+        return welch_gain(base.summary(metric), rep.summary(metric), confidence)
+    g = welch_gain(rep.summary(metric), base.summary(metric), confidence)
+    return Gain(g.diff, g.low, g.high, g.df, n_method=g.n_baseline, n_baseline=g.n_method)
+
+
 def gains_frame(rows: Sequence[RowReport], confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """``baseline - method`` error of every method row that has a baseline row (positive:
-    the method lowers the error). The interval is Welch's t on the seeds' means; it needs
-    two completed seeds on each side."""
+    """The gain in the suite's headline metric of every method row that has a baseline row:
+    ``baseline - method`` error, or ``method - baseline`` recall/AP for detection (positive:
+    the method helps). The interval is Welch's t on the seeds' means; it needs two completed
+    seeds on each side (the detection tables print one run)."""
     if not rows:
         return pd.DataFrame(columns=list(GAIN_COLUMNS))
     suite = rows[0].suite
-    metric = error_metric(suite)
+    metric = main_metric(suite)
     by_row = {id(r.row): r for r in rows}
     out = []
     for rep in rows:
@@ -42,7 +59,7 @@ def gains_frame(rows: Sequence[RowReport], confidence: float = CONFIDENCE) -> pd
             continue
         base = by_row[id(base_row)]
         pp, pb = rep.row.paper.get(metric), base_row.paper.get(metric)
-        g = welch_gain(base.top1, rep.top1, confidence)
+        g = _gain(base, rep, metric, confidence)
         if rep.status == "unavailable" or base.status == "unavailable":
             note = "unavailable"
         elif not g.has_interval:
@@ -55,7 +72,8 @@ def gains_frame(rows: Sequence[RowReport], confidence: float = CONFIDENCE) -> pd
             "table": suite.table, "backbone": rep.row.backbone,
             "method": rep.row.method + (" (added)" if rep.row.added else ""),
             "setting": rep.row.setting, "metric": metric,
-            "paper_gain": pb - pp if pp is not None and pb is not None else math.nan,
+            "paper_gain": ((pp - pb if higher_is_better(metric) else pb - pp)
+                           if pp is not None and pb is not None else math.nan),
             "gain": g.diff, "ci_low": g.low, "ci_high": g.high, "df": g.df,
             "n_method": g.n_method, "n_baseline": g.n_baseline,
             "significant": g.significant, "note": note,

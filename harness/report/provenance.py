@@ -30,6 +30,27 @@ def _data_text(cfg: dict[str, Any]) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def _batch_text(train: dict[str, Any]) -> str:
+    return " / ".join(str(train.get(k, "-")) for k in ("batch_size", "eval_batch_size"))
+
+
+#: The settings of a detection job's model that its row does not fix (the profile does).
+DETECTOR_SETTINGS = ("norm", "frozen_stages", "fpn_channels", "min_size", "max_size",
+                     "pretrained")
+
+
+def detector_text(model: dict[str, Any]) -> str:
+    """A detection job's detector and the settings its profile chose, e.g. "faster_rcnn
+    (sampler=ohem, ohem_rank_by=cls): norm=eval, frozen_stages=1, ..."."""
+    kind = model.get("detector", "?")
+    how = ([f"cls_loss={model.get('cls_loss')}"] if kind == "retinanet" else
+           [f"sampler={model.get('sampler')}"]
+           + ([f"ohem_rank_by={model.get('ohem_rank_by')}"] if model.get("sampler") == "ohem"
+              else []))
+    rest = ", ".join(f"{k}={model[k]}" for k in DETECTOR_SETTINGS if k in model)
+    return f"{kind} ({', '.join(how)}): {rest}"
+
+
 def ba2m_options(configs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
     """Options shared by every BA²M model used, and the names of those that vary by row."""
     opts = [c["model"].get("options", {}) for c in configs
@@ -90,9 +111,9 @@ def provenance(rows: Sequence[RowReport], attempts: pd.DataFrame) -> dict[str, s
         else "NO",
         "dataset / provider": _join(_data_text(c) for c in configs),
         "epochs": _join(c.get("train", {}).get("epochs") for c in configs),
-        "batch size (train / eval)": _join(
-            f"{c['train'].get('batch_size')} / {c['train'].get('eval_batch_size')}"
-            for c in configs if "train" in c),
+        "recipe": _join(c.get("train", {}).get("recipe") for c in configs),
+        "batch size (train / eval)": _join(_batch_text(c["train"]) for c in configs
+                                           if "train" in c),
         "seeds": _join(c.get("seed") for c in configs),
         "hardware": _join(f"{h or '?'} / {g}" for h, g in
                           zip(mine["host"].tolist() if len(mine) else [], gpus)),
@@ -100,6 +121,9 @@ def provenance(rows: Sequence[RowReport], attempts: pd.DataFrame) -> dict[str, s
         "CUDA": _join(mine["cuda_version"] if len(mine) else [], "none (CPU)"),
         "code version": ", ".join(sorted(set(commits))) or "unknown",
     }
+    detectors = [detector_text(c["model"]) for c in configs if "detector" in c.get("model", {})]
+    if detectors:
+        out["detectors"] = "; ".join(dict.fromkeys(detectors))
     if reading := ba2m_reading(configs):
         out["BA²M reading"] = reading
     if common or varying:

@@ -26,9 +26,9 @@ import harness.report.figures as F
 from harness.report.audit import audit_summary
 from harness.report.build import Report, SuiteReport
 from harness.report.consistency import INCONSISTENCY, flags_frame
-from harness.report.gains import gains_display
-from harness.report.stats import RULE, weight_shares
-from harness.report.tables import display_frame, error_metric, rule_text
+from harness.report.gains import gain_text, gains_display
+from harness.report.stats import DETECTION_RULE, RULE, weight_shares
+from harness.report.tables import METRIC_LABELS, display_frame, main_metric, rule_text
 
 FORMATS = ("markdown", "latex", "csv", "html")
 EXTENSIONS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
@@ -57,17 +57,16 @@ def suite_figures(sr: SuiteReport) -> list[tuple[str, str, Figure]]:
     s, rows, name = sr.suite, sr.rows, sr.suite.name
     title = short_name(s.table)
     out: list[tuple[str, str, Figure]] = []
-    if s.task != "classification":
-        return out
     for spec in s.figures:
         out.append((f"{name}-{spec.kind}", f"{title}: {spec.caption}",
                     F.declared_figure(spec, f"{title}: {spec.title}", rows, sr.audit)))
-    metric = error_metric(s)
+    metric = main_metric(s)
     if metric and any(metric in r.row.paper and math.isfinite(r.reproduced(metric))
                       for r in rows):
+        what = "error" if s.task == "classification" else METRIC_LABELS[metric]
         out.append((f"{name}-scatter", f"{title}: paper vs reproduced",
-                    F.scatter_figure(rows, f"{title}: paper vs reproduced error")))
-    if sr.curves:
+                    F.scatter_figure(rows, f"{title}: paper vs reproduced {what}")))
+    if sr.curves and s.task == "classification":  # the curves draw top-1 error per epoch
         out.append((f"{name}-curves", f"{title}: training curves (first seed per row)",
                     F.training_curves_figure(sr.curves, f"{title}: training curves")))
     if any(weight_shares(ep) for ep in sr.curves.values()):
@@ -143,11 +142,14 @@ def _notes(sr: SuiteReport) -> list[str]:
 
 
 def _header(report: Report) -> list[tuple[str, str]]:
-    return [("generated", report.generated_at), ("database", report.database),
-             ("database content hash", report.content_hash[:16]),
-             ("params/FLOPs", {"db": "as stored by ba2m-bench count",
-                               "none": "not shown"}[report.costs]),
-             ("status rule", RULE)]
+    out = [("generated", report.generated_at), ("database", report.database),
+           ("database content hash", report.content_hash[:16]),
+           ("params/FLOPs", {"db": "as stored by ba2m-bench count",
+                             "none": "not shown"}[report.costs]),
+           ("status rule", RULE)]
+    if any(sr.suite.task == "detection" for sr in report.suites):
+        out.append(("status rule (detection)", DETECTION_RULE))
+    return out
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -177,7 +179,7 @@ def render_markdown(report: Report, figs: dict[str, list[FigureFile]], out_dir: 
         out += [md_table(display_frame(sr.rows, sr.variants)), ""]
         out += [f"_{n}_" for n in _notes(sr)] + [""]
         if not sr.gains.empty:
-            out += ["**Gains over the baseline** (baseline − method error; Welch 95% CI over "
+            out += [f"**Gains over the baseline** ({gain_text(sr.suite)}; Welch 95% CI over "
                     "seeds)", "", md_table(gains_display(sr.gains)), ""]
         if not sr.audit.empty:
             paper = next((r.row.paper.get("top1_err") for r in sr.rows), None)
@@ -265,7 +267,8 @@ def render_latex(report: Report, figs: dict[str, list[FigureFile]], out_dir: Pat
                 r"\end{table}"]
         if not sr.gains.empty:
             out += [r"\begin{table}[h]\centering",
-                    r"\caption{Gains over the baseline (Welch 95\% CI)}",
+                    rf"\caption{{Gains over the baseline ({tex(gain_text(sr.suite))}; "
+                    r"Welch 95\% CI)}",
                     r"\resizebox{\textwidth}{!}{%", latex_tabular(gains_display(sr.gains)) + "}",
                     r"\end{table}"]
         if not sr.audit.empty:
@@ -402,9 +405,9 @@ def render_html(report: Report, figs: dict[str, list[FigureFile]], out_dir: Path
         parts.append(html_table(frame, [c for c in frame.columns if _flat(c) == "status"]))
         parts += [f'<p class="note">{e(n)}</p>' for n in _notes(sr)]
         if not sr.gains.empty:
-            parts.append("<h3>Gains over the baseline</h3><p class='note'>baseline − method "
-                         "error (positive: the method helps), Welch t 95% interval over "
-                         "seeds.</p>")
+            parts.append(f"<h3>Gains over the baseline</h3><p class='note'>"
+                         f"{e(gain_text(sr.suite))} (positive: the method helps), Welch t 95% "
+                         "interval over seeds.</p>")
             parts.append(html_table(gains_display(sr.gains)))
         if not sr.audit.empty:
             paper = next((r.row.paper.get("top1_err") for r in sr.rows), None)

@@ -3,9 +3,13 @@
 A row's jobs are found by content, not by the suite they were run under: a job belongs to a
 row when its model (architecture, form, attention and every option; not the class count),
 recipe and extra evaluations are the row's. Tables I and XI, or VII 'between' and VIII R=32,
-therefore share results. Of the matching jobs the report uses one group (one config without
-the seed): the most comparable profile (paper > short > mini > smoke), then the one closest to
-its profile's own job (no --set, --dataset, --epochs ...), then the most completed seeds.
+therefore share results. A detection job belongs to a row when its detector (kind, backbone,
+attention and its options, sampler, OHEM ranking, classification loss) and recipe are those of
+the row's paper job (``harness.plan.detection.row_detector``); its class count, image sizes,
+pretrained weights, norm and frozen stages follow from the profile. Of the matching jobs the
+report uses one group (one config without the seed): the most comparable profile (paper >
+short > mini > smoke), then the one closest to its profile's own job (no --set, --dataset,
+--epochs ...), then the most completed seeds.
 
 Every other job the suite ran (``--set``, ``--dataset``, ``--epochs``, another profile: any group
 no paper row uses) is a *variant*: :func:`build_variants` gives each group a row of its own,
@@ -23,16 +27,26 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UserError
+from harness.plan.detection import row_detector
 from harness.plan.spec import NotAvailableError, check_available, model_spec
 from harness.store.status import JobStatus
 from harness.plan.jobs import PROFILES, expand, job_label, not_comparable_reason, parse_set
 from harness.plan.overrides import Overrides
-from harness.report.stats import RULE, Summary, summarize, within_rule
+from harness.report.stats import (DETECTION_RULE, DETECTION_TOLERANCE_POINTS, RULE,
+                                  TOLERANCE_POINTS, Summary, summarize, within_rule)
 from suites.base import Row, Suite
 
 #: Profiles from most to least comparable with the paper.
 PROFILE_RANK = {"paper": 0, "short": 1, "mini": 2, "smoke": 3}
 ERROR_METRICS = ("err", "top1_err", "top5_err")
+#: Detection metrics (percent as the paper prints them; higher is better): VOC recall and
+#: mAP, COCO box and mask AP. A detection job's result stores them in ``extra["metrics"]``.
+DETECTION_METRICS = ("recall", "map", *(f"{ap}_{kind}" for kind in ("bb", "mask")
+                                        for ap in ("ap", "ap50", "ap75", "aps", "apm", "apl")))
+#: The metrics a row is judged on (against the paper's printed value).
+JUDGED_METRICS = ERROR_METRICS + DETECTION_METRICS
+#: A detection table's headline column: VOC mAP, COCO box AP, COCO mask AP.
+DETECTION_HEADLINES = ("map", "ap_bb", "ap_mask")
 COST_METRICS = ("params_m", "flops_g")
 METRIC_LABELS = {
     "params_m": "Params (M)", "flops_g": "FLOPs (G)", "err": "Err (%)",
@@ -61,6 +75,18 @@ def error_metric(suite: Suite) -> str | None:
     return next((m for m in ("err", "top1_err") if m in suite.metrics), None)
 
 
+def main_metric(suite: Suite) -> str | None:
+    """The suite's headline column: its main error, or its detection AP (mAP, box AP, mask
+    AP); None when it has neither."""
+    return error_metric(suite) or next((m for m in DETECTION_HEADLINES if m in suite.metrics),
+                                       None)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Detection metrics grow with quality; errors and costs shrink."""
+    return metric in DETECTION_METRICS
+
+
 @dataclass
 class RowReport:
     """One paper row beside its reproduction."""
@@ -84,6 +110,7 @@ class RowReport:
     top5: Summary = field(default_factory=lambda: Summary(()))
     best_top1: Summary = field(default_factory=lambda: Summary(()))
     last_top1: Summary = field(default_factory=lambda: Summary(()))
+    scores: dict[str, Summary] = field(default_factory=dict)  # detection metric -> runs
     params_m: float | None = None
     flops_g: float | None = None
     cost_status: str = ""
@@ -102,6 +129,9 @@ class RowReport:
         return self.status == "variant"
 
     def summary(self, metric: str) -> Summary:
+        """The runs' values of a judged metric (the headline error for any other)."""
+        if metric in DETECTION_METRICS:
+            return self.scores.get(metric, Summary(()))
         return self.top5 if metric == "top5_err" else self.top1
 
     def reproduced(self, metric: str) -> float:
@@ -111,7 +141,7 @@ class RowReport:
             return math.nan if value is None else float(value)
         if metric == "std":
             return self.top1.std
-        if metric in ERROR_METRICS:
+        if metric in JUDGED_METRICS:
             return self.summary(metric).stat(self.statistic)
         return math.nan
 
@@ -129,14 +159,29 @@ def expected_evals(suite: Suite, row: Row) -> list[dict[str, Any]]:
     return sorted(same, key=lambda e: sorted(e.items()))
 
 
+#: What makes a detection job's model its row's (``DetectorSpec`` fields besides the attention
+#: options); the class count, sizes, weights, norm and frozen stages follow from the profile.
+DETECTOR_KEYS = ("detector", "arch", "attention", "sampler", "ohem_rank_by", "cls_loss")
+
+
 def _model_key(model: dict[str, Any]) -> tuple:
     options = {k: v for k, v in (model.get("options") or {}).items() if k != "input_size"}
-    return (model.get("arch"), model.get("form"), model.get("attention"),
-            repr(sorted((k, _plain(v)) for k, v in options.items())))
+    shown = repr(sorted((k, _plain(v)) for k, v in options.items()))
+    if "detector" in model:
+        return ("detection", *(model.get(k) for k in DETECTOR_KEYS), shown)
+    return (model.get("arch"), model.get("form"), model.get("attention"), shown)
 
 
 def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def row_model(suite: Suite, row: Row) -> dict[str, Any]:
+    """The model section of ``row``'s paper-profile job: a ``ModelSpec``'s or, for a detection
+    suite, a ``DetectorSpec``'s."""
+    if suite.task == "detection":
+        return row_detector(suite, row).to_dict()
+    return model_spec(suite, row).to_dict()
 
 
 def row_signature(suite: Suite, row: Row) -> tuple | None:
@@ -144,7 +189,7 @@ def row_signature(suite: Suite, row: Row) -> tuple | None:
     if suite.recipe is None or row.arch is None:
         return None
     try:
-        spec = model_spec(suite, row).to_dict()
+        spec = row_model(suite, row)
     except (NotAvailableError, ValueError):
         return None
     return (_model_key(spec), suite.recipe.name,
@@ -230,7 +275,10 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
         rep.why_not_comparable = "" if rep.comparable else not_comparable_reason(cfg)
     rep.best_top1 = summarize(done["best_top1_err"])
     rep.last_top1 = summarize(done["last_top1_err"])
-    if row.eval:
+    if suite.task == "detection":
+        rep.source = "final evaluation"
+        rep.scores = detection_scores(done, suite.metrics)
+    elif row.eval:
         key = eval_key(row.eval)
         mine = evals[(evals["eval_key"] == key) & evals["job_id"].isin(done["job_id"])]
         rep.top1, rep.top5 = summarize(mine["top1_err"]), summarize(mine["top5_err"])
@@ -241,6 +289,20 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
         rep.top1, rep.top5 = rep.best_top1, summarize(done["best_top5_err"])
     _judge(rep)
     return rep
+
+
+def detection_scores(done: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Summary]:
+    """Each detection metric of ``metrics`` over the completed jobs ``done`` (a results
+    frame's slice: the values are in ``extra["metrics"]``)."""
+    stored = [(e.get("metrics") or {}) if isinstance(e, dict) else {}
+              for e in (done["extra"] if "extra" in done else ())]
+    return {m: summarize(s.get(m) for s in stored) for m in metrics if m in DETECTION_METRICS}
+
+
+def tolerance(metric: str) -> float:
+    """The points by which a run may miss the paper's value of ``metric`` (see
+    :data:`~harness.report.stats.RULE` and :data:`~harness.report.stats.DETECTION_RULE`)."""
+    return DETECTION_TOLERANCE_POINTS if metric in DETECTION_METRICS else TOLERANCE_POINTS
 
 
 def _judge(rep: RowReport) -> None:
@@ -254,11 +316,16 @@ def _judge(rep: RowReport) -> None:
         rep.status = "not comparable"
         rep.status_text = f"not comparable ({rep.why_not_comparable})"
         return
-    judged = [m for m in ERROR_METRICS if m in rep.row.paper and m in rep.suite.metrics]
+    judged = [m for m in JUDGED_METRICS if m in rep.row.paper and m in rep.suite.metrics]
     if not judged:
         rep.status = rep.status_text = "no paper value"
         return
-    ok = all(within_rule(rep.reproduced(m), rep.row.paper[m], rep.summary(m).std)
+    missing = [m for m in judged if not math.isfinite(rep.reproduced(m))]
+    if missing:
+        rep.status = "differs"
+        rep.status_text = f"differs (no {', '.join(missing)} stored)"
+        return
+    ok = all(within_rule(rep.reproduced(m), rep.row.paper[m], rep.summary(m).std, tolerance(m))
              for m in judged)
     rep.status = rep.status_text = "reproduced" if ok else "differs"
 
@@ -481,14 +548,14 @@ def long_frame(rows: Sequence[RowReport], variants: Sequence[RowReport] = ()) ->
     for r in with_variants(rows, variants):
         for metric in r.suite.metrics:
             paper = math.nan if r.is_variant else r.row.paper.get(metric, math.nan)
-            s = r.summary(metric) if metric in ERROR_METRICS else None
+            judged = metric in JUDGED_METRICS
+            s = r.summary(metric) if judged else None
             ours = r.reproduced(metric)
-            is_error = metric in ERROR_METRICS
             out.append({
                 "table": r.suite.table, "suite": r.suite.name, "backbone": r.row.backbone,
                 "method": r.row.method, "setting": r.row.setting, "metric": metric,
                 "paper": paper, "reproduced": ours,
-                "statistic": (r.statistic if is_error else
+                "statistic": (r.statistic if judged else
                               "std over seeds" if metric == "std" else
                               "counted" if metric in COST_METRICS else ""),
                 "reproduced_median": s.median if s else math.nan,
@@ -502,7 +569,7 @@ def long_frame(rows: Sequence[RowReport], variants: Sequence[RowReport] = ()) ->
                                       else math.nan),
                 "diff": ours - paper if math.isfinite(ours) and math.isfinite(paper)
                 else math.nan,
-                "status": r.status_text, "source": r.source if is_error else "",
+                "status": r.status_text, "source": r.source if judged else "",
                 "profile": r.profile or "", "comparable": r.comparable,
                 "cost_status": r.cost_status if metric in COST_METRICS else "",
                 "inferred": r.row.inferred, "reason": r.reason,
@@ -524,7 +591,7 @@ def display_frame(rows: Sequence[RowReport],
     if not rows:
         return pd.DataFrame()
     suite = rows[0].suite
-    main = error_metric(suite)
+    main = main_metric(suite)
     runnable = any(r.status != "unavailable" for r in rows)
     records = []
     for r in with_variants(rows, variants):
@@ -550,13 +617,15 @@ def display_frame(rows: Sequence[RowReport],
                 rec[(label, "Δ")] = (_fmt(ours - paper, sign=True)
                                      if paper is not None and math.isfinite(ours) else "")
         if main is not None and runnable:
-            s = r.top1
+            s = r.summary(main)
             head = f"{METRIC_LABELS[main]} over seeds"
             rec[(head, "median")] = _fmt(s.median)
             rec[(head, "mean ± std")] = (f"{s.mean:.2f} ± {s.std:.2f}" if s.n >= 2 else
                                          _fmt(s.mean))
-            rec[(head, "best / last epoch")] = (
-                f"{r.best_top1.median:.2f} / {r.last_top1.median:.2f}" if r.best_top1.n else "")
+            if main in ERROR_METRICS:  # detection evaluates once, after the last epoch
+                rec[(head, "best / last epoch")] = (
+                    f"{r.best_top1.median:.2f} / {r.last_top1.median:.2f}"
+                    if r.best_top1.n else "")
             rec[(head, "n")] = f"{r.n_done}/{r.n_expected}" if r.status != "unavailable" else ""
         if any(x.cost_status for x in rows):
             rec[("Status", "count")] = r.cost_status
@@ -569,6 +638,10 @@ def display_frame(rows: Sequence[RowReport],
 
 def rule_text(suite: Suite) -> str:
     """Which statistic the table shows and the reproduced/differs rule."""
+    if suite.task == "detection":
+        return (f"'ours' is the {headline_statistic(suite)} over runs of each metric of the "
+                "evaluation after the last epoch (percent, higher is better; the paper prints "
+                f"one run). Status: {DETECTION_RULE}.")
     stat = headline_statistic(suite)
     what = ("mean and std over seeds (the paper prints mean error and std)" if stat == "mean"
             else "median over seeds (the paper: median of five runs)")
