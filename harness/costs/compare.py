@@ -1,7 +1,8 @@
 """Params/FLOPs of every declared row, checked against the paper's printed values.
 
 Each row's status: ``match`` (within 1 %, or equal at the paper's printed precision),
-``counted`` (the paper prints no params/FLOPs for the row),
+``counted`` (the paper prints no params/FLOPs for the row: every detection row, whose
+detector is counted on one image at its resize limits, see ``harness.costs.counting``),
 ``deviation`` (listed in ``known_deviations.toml`` with its reason), ``mismatch`` (neither),
 or ``unavailable`` (the zoo cannot build the row yet). Tolerances are never widened per row:
 a row that does not match is either explained in the data file or fails ``count --check``.
@@ -15,9 +16,10 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from harness.costs.cache import count_key, ensure_counts
+from harness.costs.cache import Spec, count_key, ensure_counts
 from harness.costs.counting import Counts
-from harness.plan.spec import ModelSpec, NotAvailableError, check_available, model_spec
+from harness.plan.detection import row_detector
+from harness.plan.spec import NotAvailableError, check_available, model_spec
 from suites.base import Row, Suite
 
 if TYPE_CHECKING:
@@ -99,10 +101,15 @@ def agrees(ours: float, paper: float) -> bool:
     return round(ours, decimals) == paper
 
 
+def row_spec(suite: Suite, row: Row) -> Spec:
+    """What the row counts: its network, or its detector as the paper's profile builds it."""
+    return row_detector(suite, row) if suite.task == "detection" else model_spec(suite, row)
+
+
 def counts_for(suite: Suite, row: Row) -> Counts:
     """Counts of the row's model at the paper's input size (counted in this process unless
     already counted here)."""
-    spec = model_spec(suite, row)
+    spec = row_spec(suite, row)
     return ensure_counts([spec], workers=1)[count_key(spec)]
 
 
@@ -126,7 +133,7 @@ def cost_row(suite: Suite, row: Row, counts: Counts | None = None) -> CostRow:
     ours = {"params_m": c.params_m, "flops_g": c.flops_g}
     diffs = {m: _diff_pct(ours[m], paper[m]) for m in COST_METRICS}
     has_paper = any(v is not None for v in paper.values())
-    status, reasons = ("match" if has_paper else "counted"), []
+    status, reasons = ("match" if has_paper else "counted"), _ours(suite, row)
     for metric in COST_METRICS:
         if paper[metric] is None or agrees(ours[metric], paper[metric]):
             continue
@@ -151,6 +158,16 @@ def cost_row(suite: Suite, row: Row, counts: Counts | None = None) -> CostRow:
     )
 
 
+def _ours(suite: Suite, row: Row) -> list[str]:
+    """What a detection row's counts are (the paper prints none to judge them by)."""
+    if suite.task != "detection":
+        return []
+    spec = row_detector(suite, row)
+    heads = "" if spec.detector == "retinanet" else "; RoI heads on the test-time caps"
+    return [f"ours, not judged (the paper prints no detection costs): one {spec.max_size}x"
+            f"{spec.min_size} image{heads}"]
+
+
 def _params_only(base: dict[str, Any], c: Counts) -> CostRow:
     """A model fvcore could not trace: its params, and why its FLOPs are not counted."""
     return CostRow(**base, params_m=round(c.params_m, 4), flops_g=None, fvcore_total_g=None,
@@ -164,24 +181,26 @@ def _diff_pct(ours: float, paper: float | None) -> float | None:
 
 
 def cost_table(suites: list[Suite], db: ResultsDB | None = None,
-               workers: int | None = None) -> list[CostRow]:
-    """Counted rows of every classification suite given (detection tables have no costs).
+               workers: int | None = None, *, detection: bool = False) -> list[CostRow]:
+    """Counted rows of every classification suite given, and of every detection suite given
+    when ``detection`` (their detectors take tens of seconds each to count on a CPU).
 
     Counts come from ``db``'s ``model_stats`` where it holds them; the others are counted in
     up to ``workers`` processes and stored there (see :mod:`harness.costs.cache`)."""
-    rows = [(s, r, _spec_if_available(s, r)) for s in suites if s.task == "classification"
+    tasks = ("classification", "detection") if detection else ("classification",)
+    rows = [(s, r, _spec_if_available(s, r)) for s in suites if s.task in tasks
             for r in s.rows]
     counts = ensure_counts([spec for _, _, spec in rows if spec is not None], db, workers)
     return [cost_row(s, r, None if spec is None else counts[count_key(spec)])
             for s, r, spec in rows]
 
 
-def _spec_if_available(suite: Suite, row: Row) -> ModelSpec | None:
+def _spec_if_available(suite: Suite, row: Row) -> Spec | None:
     try:
         check_available(suite, row)
     except NotAvailableError:
         return None
-    return model_spec(suite, row)
+    return row_spec(suite, row)
 
 
 def unused_deviations(rows: list[CostRow]) -> list[Deviation]:
