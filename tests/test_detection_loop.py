@@ -34,6 +34,7 @@ from harness.training.detloop import (
     hflip,
     lr_at,
     train_detection,
+    training_target,
 )
 from harness.training.loop import Hooks, Stopped, seed_everything
 from harness.training.shapes import CLASSES, shapes_dataset
@@ -157,6 +158,18 @@ def test_hflip_mirrors_image_boxes_and_masks(tmp_path) -> None:
     order = epoch_order(len(data.train), 0, 0)
     for (image, _), i in zip(batch, order):
         assert torch.equal(image, data.train[i][0].flip(-1))
+
+
+def test_training_targets_drop_difficult_and_empty_boxes() -> None:
+    target = {"boxes": torch.tensor([[0.0, 0, 5, 5], [2, 2, 2, 8], [1, 1, 4, 4]]),
+              "labels": torch.tensor([1, 2, 3]), "difficult": torch.tensor([False, False, True])}
+    out = training_target(target, False, drop_difficult=True, image_size=(8, 8))
+    assert out["boxes"].tolist() == [[0, 0, 5, 5]] and out["labels"].tolist() == [1]
+    kept = training_target(target, False, drop_difficult=False, image_size=(8, 8))
+    assert kept["labels"].tolist() == [1, 3]  # only the box without width is gone
+    empty = training_target({"image_id": 7}, True, drop_difficult=False, image_size=(6, 9))
+    assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
+    assert empty["masks"].shape == (0, 6, 9)
 
 
 # --- micro-batches -------------------------------------------------------------------------

@@ -13,7 +13,9 @@ flips. Images keep their size: the detector's own transform resizes them to ``mi
 tests one image per GPU), with VOC07 mAP and recall or COCO AP.
 
 Reports through :class:`~harness.training.loop.Hooks` as the classification loop does; every
-epoch ends with a checkpoint (model, optimizer, epoch, global step, history, RNG).
+epoch ends with a checkpoint (model, optimizer, epoch, global step, history, RNG) and reports
+``train_loss`` (mean per image of the steps' losses), ``lr`` (its last step's),
+``images_per_s`` and ``seconds``. ``runtime.compile`` is not used (no torch.compile here).
 """
 
 from __future__ import annotations
@@ -147,7 +149,8 @@ def epoch_batches(data: DetectionData, config: Mapping[str, Any], epoch: int
         out = []
         for j, (image, target) in enumerate(batch):
             image = plain(image)
-            target = training_target(target, data.masks, drop_difficult=data.format == "voc")
+            target = training_target(target, data.masks, drop_difficult=data.format == "voc",
+                                     image_size=tuple(image.shape[-2:]))
             if flips[i * t["batch_size"] + j]:
                 image, target = hflip(image, target)
             out.append((image, target))
@@ -159,12 +162,13 @@ def plain(x: Any) -> torch.Tensor:
     return torch.as_tensor(x).as_subclass(torch.Tensor)
 
 
-def training_target(target: Mapping[str, Any], masks: bool, *, drop_difficult: bool
-                    ) -> Target:
+def training_target(target: Mapping[str, Any], masks: bool, *, drop_difficult: bool,
+                    image_size: tuple[int, int]) -> Target:
     """A loader's target as a detector's training target: ``boxes`` (N, 4 float),
-    ``labels`` (N,) and, with ``masks``, ``masks`` (N, H, W uint8); VOC's difficult objects
-    (when ``drop_difficult``: MMDetection ignores them in training) and boxes without area
-    (COCO has a few) are left out; an image without objects gets empty tensors."""
+    ``labels`` (N,) and, with ``masks``, ``masks`` (N, H, W uint8; ``image_size`` is (H, W));
+    VOC's difficult objects (when ``drop_difficult``: MMDetection ignores them in training)
+    and boxes without area (COCO has a few) are left out; an image without objects gets
+    empty tensors."""
     boxes = plain(target.get("boxes", torch.zeros(0, 4))).float().reshape(-1, 4)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     if drop_difficult and "difficult" in target:
@@ -174,7 +178,7 @@ def training_target(target: Mapping[str, Any], masks: bool, *, drop_difficult: b
     if masks:
         m = target.get("masks")
         out["masks"] = (plain(m).to(torch.uint8)[keep] if m is not None
-                        else torch.zeros(0, 1, 1, dtype=torch.uint8))
+                        else torch.zeros(0, *image_size, dtype=torch.uint8))
     return out
 
 
@@ -268,7 +272,8 @@ def evaluate_detector(model: nn.Module, dataset: Dataset, fmt: str, masks: bool,
     outputs: list[dict[str, torch.Tensor]] = []
     targets: list[Mapping[str, Any]] = []
     with torch.no_grad():
-        for image, target in dataset:  # type: ignore[attr-defined]
+        for i in range(len(dataset)):  # type: ignore[arg-type]
+            image, target = dataset[i]
             det = model([plain(image).to(device)])[0]
             outputs.append({k: v.cpu() for k, v in det.items()})
             targets.append(target)
