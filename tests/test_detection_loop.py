@@ -37,7 +37,7 @@ from harness.training.detloop import (
     training_target,
 )
 from harness.training.loop import Hooks, Stopped, seed_everything
-from harness.training.shapes import CLASSES, shapes_dataset
+from harness.training.shapes import CLASSES, shapes_dataset, write_coco, write_voc
 from models.registry import build_model
 from suites.base import METRICS
 
@@ -102,6 +102,27 @@ def test_subsets_keep_the_first_images_and_coco_ground_truth_follows(tmp_path) -
     assert sorted(gt.getImgIds()) == [1, 2]
     assert {a["image_id"] for a in gt.dataset["annotations"]} == {1, 2}
     assert coco_ground_truth(data.train) is data.train.coco
+
+
+def test_real_layouts_voc07_plus_12_and_coco_2017(tmp_path) -> None:
+    images = shapes_dataset(6, 32, seed=5)
+    write_voc(images[:2], tmp_path, "trainval", "2007")
+    write_voc(images[2:5], tmp_path, "trainval", "2012")
+    write_voc(images[5:], tmp_path, "test", "2007")
+    voc = open_detection_data(job(tmp_path, data={"provider": "voc0712",
+                                                  "data_root": str(tmp_path),
+                                                  "train_size": None, "val_size": None}))
+    assert (len(voc.train), len(voc.val), voc.format) == (5, 1, "voc")
+    assert voc.classes[0] == "aeroplane" and len(voc.classes) == 20
+    write_coco(images[:4], tmp_path, "train2017")
+    write_coco(images[4:], tmp_path, "val2017")
+    coco = open_detection_data(job(tmp_path, data={"provider": "coco", "masks": True,
+                                                   "data_root": str(tmp_path),
+                                                   "train_size": 3, "val_size": None}))
+    assert (len(coco.train), len(coco.val), coco.format) == (3, 2, "coco")
+    assert coco.classes == CLASSES and "masks" in coco.train[0][1]
+    with pytest.raises(ValueError, match="masks need COCO"):
+        open_detection_data(job(tmp_path, data={"masks": True}))
 
 
 @pytest.mark.parametrize("provider", ["voc0712", "coco"])
