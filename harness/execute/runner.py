@@ -15,6 +15,7 @@ from typing import Any
 import suites
 from harness.errors import UserError
 from harness.execute.backends.local import job_gpus, run_local, slots
+from harness.execute.dependencies import check_pretrained
 from harness.execute.options import RunOptions
 from harness.execute.worker import STALE_AFTER_S, expire_dead_local_workers
 from harness.plan.jobs import Job, expand, not_comparable_reason, profile, runtime_config
@@ -64,6 +65,9 @@ def check_data(jobs: list[Job], opts: RunOptions) -> None:
     if not runnable:
         return
     config = runtime_config(runnable[0].config, opts.data_root, opts.download)
+    if config.get("task") == "detection":
+        _check_detection_data(config)
+        return
     try:
         data = open_job_data(config)
     except (DataError, ValueError) as exc:
@@ -72,6 +76,17 @@ def check_data(jobs: list[Job], opts: RunOptions) -> None:
     if biggest > data.train_len:
         raise UserError(f"batch size {biggest} exceeds the {data.train_len} training images of "
                         f"{data.name}; choose a smaller --batch-size")
+
+
+def _check_detection_data(config: dict[str, Any]) -> None:
+    """Open a detection job's data (the shapes set is written here once, for every worker)."""
+    from harness.training.data import DataError
+    from harness.training.detjob import open_detection_data
+
+    try:
+        open_detection_data(config)
+    except (DataError, ValueError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
 
 
 def check_backend(opts: RunOptions) -> None:
@@ -113,6 +128,7 @@ def run_suite(name: str, opts: RunOptions) -> dict[str, Any]:
     check_backend(opts)
     jobs = plan(name, opts)
     slots_here = worker_slots(jobs, opts)
+    check_pretrained(jobs, opts)
     check_data(jobs, opts)
     check_results_dir(opts.results_dir)
     # Workers (and Ray tasks, and data-parallel ranks) inherit this: OpenMP threads that

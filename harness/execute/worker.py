@@ -45,11 +45,18 @@ def run_claimed(db: ResultsDB, job: ClaimedJob, opts: RunOptions, parent: int | 
         on_resume=lambda e, note: db.set_attempt(job.attempt_id, resumed_from_epoch=e, note=note),
         should_stop=stop.is_set,
     )
-    config = runtime_config(job.config, opts.data_root, opts.download, opts.compile)
+    config = runtime_config(job.config, opts.data_root, opts.download, opts.compile,
+                            opts.results_dir)
     try:
         checkpoint = checkpoint_for(job.config, opts.results_dir)
-        result = (train_data_parallel(config, checkpoint, hooks) if world_size(config) > 1
-                  else train(config, checkpoint, hooks))
+        if job.config.get("task") == "detection":
+            from harness.training.detloop import train_detection
+
+            result = train_detection(config, checkpoint, hooks)
+        elif world_size(config) > 1:
+            result = train_data_parallel(config, checkpoint, hooks)
+        else:
+            result = train(config, checkpoint, hooks)
         db.complete(job.job_id, job.attempt_id, result)
     except Diverged as exc:
         db.fail(job.job_id, job.attempt_id, str(exc))

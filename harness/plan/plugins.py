@@ -56,11 +56,12 @@ def check_methods(names: Iterable[str]) -> None:
 
 def check_plugins(models: Iterable[dict[str, Any]]) -> None:
     """Check every plugin part of jobs' model configs: a backbone that is not built in makes
-    a staged network, a method an ``nn.Module`` that keeps its input's shape."""
+    a staged network, a method an ``nn.Module`` that keeps its input's shape. A detector's
+    model config names no form: its backbone is an ImageNet-form network."""
     from models.plugins import check_backbone
 
     models = list(models)
-    for form, arch in dict.fromkeys((m.get("form"), m.get("arch")) for m in models):
+    for form, arch in dict.fromkeys((m.get("form", "imagenet"), m.get("arch")) for m in models):
         if (form, arch) in ARCHITECTURES or not isinstance(arch, str):
             continue
         try:
