@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
@@ -87,6 +88,23 @@ class ResNetBody(nn.Module):
         return x
 
 
+class BodyLayers(IntermediateLayerGetter):
+    """torchvision's ``IntermediateLayerGetter`` over a :class:`ResNetBody`: it keeps the
+    body's children but not the body, so this ``train()`` keeps the body's eval-mode norms and
+    frozen stages in eval mode, as :meth:`ResNetBody.train` does."""
+
+    def __init__(self, body: ResNetBody, return_layers: dict[str, str]) -> None:
+        super().__init__(body, return_layers)
+        self.held = tuple(body._eval_norms + body._frozen)  # the same module objects
+        self.train(body.training)
+
+    def train(self, mode: bool = True) -> BodyLayers:
+        super().train(mode)
+        for m in self.held:
+            m.training = False
+        return self
+
+
 def _frozen(bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
     out = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
     for key in ("weight", "bias", "running_mean", "running_var"):
@@ -123,8 +141,10 @@ def fpn_backbone(body: ResNetBody, out_channels: int = 256,
     channels = [body.stage_channels[i - 1] for i in levels]
     blocks = LastLevelMaxPool() if extra == "pool" else LastLevelP6P7(channels[-1],
                                                                       out_channels)
-    return BackboneWithFPN(body, {f"layer{i}": str(n) for n, i in enumerate(levels)},
-                           channels, out_channels, extra_blocks=blocks)
+    layers = {f"layer{i}": str(n) for n, i in enumerate(levels)}
+    fpn = BackboneWithFPN(body, layers, channels, out_channels, extra_blocks=blocks)
+    fpn.body = BodyLayers(body, layers)  # keeps frozen parts and eval-mode norms in eval mode
+    return fpn
 
 
 def build_detector(detector: str, num_classes: int, arch: str = "resnet50",

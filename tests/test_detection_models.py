@@ -73,6 +73,25 @@ def test_norm_eval_stays_eval_after_train() -> None:
     assert all(m.training for m in trained.modules() if isinstance(m, nn.BatchNorm2d))
 
 
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_a_detectors_train_keeps_its_backbone_norms_in_eval_mode(detector, batch) -> None:
+    """Inside a detector the body is torchvision's IntermediateLayerGetter (which keeps the
+    body's children, not the body): ``detector.train()`` must still leave the backbone's norms
+    and frozen stages in eval mode, and a training step must not move their statistics."""
+    model = build_detector(detector, 4, "resnet18", "ba2m", fpn_channels=16,
+                           min_size=64, max_size=64).train()
+    attention_norms = {id(m) for a in _ba2ms(model) for m in a.modules()}
+    norms = [m for m in model.backbone.body.modules() if isinstance(m, nn.BatchNorm2d)
+             and id(m) not in attention_norms]
+    assert len(norms) == 20 and not any(m.training for m in norms)
+    assert all(a.training for a in _ba2ms(model))
+    before = [m.running_mean.clone() for m in norms]
+    images, targets = zip(*batch)
+    model(list(images), list(targets))
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+    assert not model.backbone.body.conv1.training and not model.backbone.body.layer1.training
+
+
 def test_norm_frozen_is_frozen_batchnorm() -> None:
     body = resnet_body("resnet18", "ba2m", norm="frozen", frozen_stages=0)
     attention_norms = {id(m) for a in _ba2ms(body) for m in a.modules()}
