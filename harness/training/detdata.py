@@ -16,6 +16,8 @@ uses these continuous coordinates).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,8 @@ def coco_detection(root: Path, split: str, *, masks: bool = False) -> Any:
             raise MissingDatasetError(f"COCO {split}: {path} not found (expected "
                                       f"{root}/annotations/instances_{split}.json and "
                                       f"{root}/{split}/)")
-    base = datasets.CocoDetection(str(images), str(ann), transforms=_TO_TENSOR)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        base = datasets.CocoDetection(str(images), str(ann), transforms=_TO_TENSOR)
     keys = ("boxes", "labels", "image_id") + (("masks",) if masks else ())
     return datasets.wrap_dataset_for_transforms_v2(base, target_keys=keys)
 
