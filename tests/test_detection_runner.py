@@ -83,3 +83,11 @@ def test_a_missing_weights_file_stops_the_run(tmp_path: Path) -> None:
         check_pretrained(jobs, _opts(tmp_path))
     Path(missing).write_bytes(b"weights")
     check_pretrained(jobs, _opts(tmp_path))
+
+
+def test_the_audit_refuses_a_detection_suite(tmp_path: Path) -> None:
+    from harness.execute.audit import run_audit
+
+    with pytest.raises(UserError, match="table4 is a detection suite") as err:
+        run_audit(str(tmp_path / "db.sqlite"), str(tmp_path / "results"), suite="table4")
+    assert "\n" not in str(err.value)

@@ -83,6 +83,11 @@ def run_audit(db_url: str | None = None, results_dir: str = "results",
     names = [suite] if suite is not None else audited_suites()
     if not names:
         raise UserError("no suite declares an audit; name one with --suite")
+    detection = [n for n in names if n in suites.names() and suites.get(n).task == "detection"]
+    if detection:
+        raise UserError(f"{detection[0]} is a detection suite; the audit measures "
+                        "classification error at each test batch size (a detector tests one "
+                        "image at a time); name a classification suite with --suite")
     with ResultsDB(db_url) as db:
         jobs = pd.concat([db.results_frame(n) for n in names], ignore_index=True)
         jobs = jobs[jobs["status"] == JobStatus.COMPLETED].drop_duplicates("job_id")
