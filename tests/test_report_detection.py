@@ -70,7 +70,7 @@ def db_path(tmp_path_factory: pytest.TempPathFactory) -> str:
         _store(db, "table4", _jobs("table4", "smoke", only="method=baseline"),
                {"baseline": {"recall": 12.0, "map": 3.5}})
         _store(db, "table14", _jobs("table14", "smoke", only="backbone=ResNet-50"),
-               {"baseline": _coco((1.0,) * 6, (0.5,) * 6)})
+               {"baseline": _coco((1.0,) * 5 + (-1.0,), (0.5,) * 6)})  # no large object
         _store(db, "table15", _jobs("table15", only="backbone=ResNet-50"), {
             "ba2m": _coco((39.9, 61.0, 43.6, 23.1, 43.0, 52.0),
                           (36.2, 57.9, 38.7, 17.1, 38.6, 53.9)),
@@ -105,6 +105,7 @@ def test_smoke_runs_are_not_comparable_and_rows_without_jobs_pending(db_path: st
     smoke = rows["ResNet-50 baseline"]
     assert smoke.status_text == "not comparable (smoke profile)"
     assert smoke.reproduced("ap_bb") == 1.0
+    assert math.isnan(smoke.reproduced("apl_bb"))  # COCOeval's -1 (no large object): no value
     for key in ("ResNet-50 ba2m", "ResNet-101 baseline", "ResNet-101 ba2m"):
         assert rows[key].status_text == "pending (0/1 seeds)"
     report = build_report(["table14"], db_path, costs="none")

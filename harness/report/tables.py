@@ -293,10 +293,12 @@ def build_row(suite: Suite, row: Row, jobs: pd.DataFrame, evals: pd.DataFrame,
 
 def detection_scores(done: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Summary]:
     """Each detection metric of ``metrics`` over the completed jobs ``done`` (a results
-    frame's slice: the values are in ``extra["metrics"]``)."""
+    frame's slice: the values are in ``extra["metrics"]``). COCOeval's -1 (no object of that
+    size in the test set: AP_L of the small shapes set) is no value, never a score of -1."""
     stored = [(e.get("metrics") or {}) if isinstance(e, dict) else {}
               for e in (done["extra"] if "extra" in done else ())]
-    return {m: summarize(s.get(m) for s in stored) for m in metrics if m in DETECTION_METRICS}
+    return {m: summarize(v for s in stored if (v := s.get(m)) is not None and v >= 0)
+            for m in metrics if m in DETECTION_METRICS}
 
 
 def tolerance(metric: str) -> float:
