@@ -127,9 +127,14 @@ def resnet_body(arch: str = "resnet50", attention: str | None = None, *,
         "resnet18", "resnet34") else {}
     net = build_model(arch, form="imagenet", attention=attention, arch_options=arch_options,
                       **attention_options)
+    return ResNetBody(net, attention_types(attention), norm, frozen_stages)
+
+
+def attention_types(attention: str | None) -> tuple[type, ...]:
+    """The module classes of ``attention``'s methods ("se+ba2m" -> both): what
+    :class:`ResNetBody` leaves to train whatever its norm and frozen stages."""
     names = [] if attention in (None, "", "baseline") else attention.split("+")
-    types = tuple(f for f in (attention_spec(n).factory for n in names) if isinstance(f, type))
-    return ResNetBody(net, types, norm, frozen_stages)
+    return tuple(f for f in (attention_spec(n).factory for n in names) if isinstance(f, type))
 
 
 def fpn_backbone(body: ResNetBody, out_channels: int = 256,

@@ -36,8 +36,8 @@ from harness.training.checkpoints import Checkpoint
 from harness.training.data import MissingDatasetError
 from harness.training.detdata import VOC_CLASSES, coco_detection, voc_detection
 from harness.training.shapes import CLASSES, shapes_dataset, write_coco, write_voc
-from models.detection import ResNetBody, resnet_body
-from models.registry import attention_spec, build_model
+from models.detection import ResNetBody, attention_types, resnet_body
+from models.registry import build_model
 
 DET_PROVIDERS = ("voc0712", "coco", "shapes")
 FORMATS = ("voc", "coco")
@@ -295,12 +295,6 @@ def load_backbone_job(model: nn.Module, spec: DetectorSpec, checkpoint: Checkpoi
     except RuntimeError as exc:
         raise BackboneWeightsError(f"backbone job:{job}'s network does not fit the "
                                    f"detector's body: {_first_line(exc)}") from exc
-
-
-def attention_types(attention: str | None) -> tuple[type, ...]:
-    """The module classes of ``attention``'s methods ("se+ba2m" -> both)."""
-    names = [] if attention in (None, "", "baseline") else attention.split("+")
-    return tuple(f for f in (attention_spec(n).factory for n in names) if isinstance(f, type))
 
 
 def _first_line(exc: BaseException) -> str:
