@@ -6,6 +6,7 @@ to identical weights and the COCO evaluation (the learning bar: tests/test_detec
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,29 @@ def test_real_layouts_voc07_plus_12_and_coco_2017(tmp_path) -> None:
     assert coco.classes == CLASSES and "masks" in coco.train[0][1]
     with pytest.raises(ValueError, match="masks need COCO"):
         open_detection_data(job(tmp_path, data={"masks": True}))
+
+
+def test_coco_training_skips_crowd_boxes_and_images_without_objects(tmp_path) -> None:
+    """As MMDetection v1: training images without annotations are left out (the test set
+    keeps them) and crowd boxes are no training targets."""
+    images = shapes_dataset(6, 32, seed=5)
+    write_coco(images[4:], tmp_path, "val2017")
+    ann = write_coco(images[:4], tmp_path, "train2017")
+    coco = json.loads(ann.read_text())
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != 2]
+    crowd = next(a for a in coco["annotations"] if a["image_id"] == 1)
+    crowd["iscrowd"] = 1
+    ann.write_text(json.dumps(coco))
+    data = open_detection_data(job(tmp_path, data={"provider": "coco", "data_root":
+                                                   str(tmp_path), "train_size": None,
+                                                   "val_size": None}))
+    assert len(data.train) == 3 and len(data.val) == 2
+    image, target = data.train[0]
+    assert int(target["image_id"]) == 1
+    out = training_target(target, False, drop_difficult=False, image_size=(32, 32))
+    objects = sum(a["image_id"] == 1 for a in coco["annotations"])
+    assert len(target["boxes"]) == objects and len(out["boxes"]) == objects - 1
+    assert int(data.train[1][1]["image_id"]) == 3  # image 2 has no object: skipped
 
 
 @pytest.mark.parametrize("provider", ["voc0712", "coco"])

@@ -39,7 +39,7 @@ _TO_TENSOR = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 
 def coco_detection(root: Path, split: str, *, masks: bool = False) -> Any:
-    """COCO ``split`` of ``root`` as (image, {boxes, labels, image_id[, masks]})."""
+    """COCO ``split`` of ``root`` as (image, {boxes, labels, image_id, iscrowd[, masks]})."""
     ann = Path(root) / "annotations" / f"instances_{split}.json"
     images = Path(root) / split
     for path in (ann, images):
@@ -49,7 +49,7 @@ def coco_detection(root: Path, split: str, *, masks: bool = False) -> Any:
                                       f"{root}/{split}/)")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         base = datasets.CocoDetection(str(images), str(ann), transforms=_TO_TENSOR)
-    keys = ("boxes", "labels", "image_id") + (("masks",) if masks else ())
+    keys = ("boxes", "labels", "image_id", "iscrowd") + (("masks",) if masks else ())
     return datasets.wrap_dataset_for_transforms_v2(base, target_keys=keys)
 
 

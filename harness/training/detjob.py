@@ -127,9 +127,17 @@ def _open_splits(root: Path, fmt: str, masks: bool, voc_classes: Sequence[str], 
         if not shapes:
             train = ConcatDataset([train, voc_detection(root, "trainval", "2012", voc_classes)])
         return train, voc_detection(root, "test", "2007", voc_classes), tuple(voc_classes)
-    train = coco_detection(root, "train2017", masks=masks)
+    train = with_objects(coco_detection(root, "train2017", masks=masks))
     val = coco_detection(root, "val2017", masks=masks)
     return train, val, coco_class_names(val)
+
+
+def with_objects(dataset: Any) -> Dataset:
+    """A COCO training set without its images that have no annotation (MMDetection v1's
+    ``filter_empty_gt``); the test set keeps every image."""
+    annotated = {a["image_id"] for a in dataset.coco.anns.values()}
+    keep = [i for i, image_id in enumerate(dataset.ids) if image_id in annotated]
+    return dataset if len(keep) == len(dataset.ids) else Subset(dataset, keep)
 
 
 def coco_class_names(dataset: Any) -> tuple[str, ...]:

@@ -166,13 +166,15 @@ def training_target(target: Mapping[str, Any], masks: bool, *, drop_difficult: b
                     image_size: tuple[int, int]) -> Target:
     """A loader's target as a detector's training target: ``boxes`` (N, 4 float),
     ``labels`` (N,) and, with ``masks``, ``masks`` (N, H, W uint8; ``image_size`` is (H, W));
-    VOC's difficult objects (when ``drop_difficult``: MMDetection ignores them in training)
-    and boxes without area (COCO has a few) are left out; an image without objects gets
-    empty tensors."""
+    VOC's difficult objects (when ``drop_difficult``: MMDetection ignores them in training),
+    COCO's crowd boxes (as MMDetection v1, whose assigners do not use them) and boxes without
+    area (COCO has a few) are left out; an image without objects gets empty tensors."""
     boxes = plain(target.get("boxes", torch.zeros(0, 4))).float().reshape(-1, 4)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     if drop_difficult and "difficult" in target:
         keep &= ~plain(target["difficult"]).bool()
+    if "iscrowd" in target:  # MMDetection v1 trains on no crowd box (ignore_iof_thr=-1)
+        keep &= ~torch.as_tensor(target["iscrowd"], dtype=torch.bool).reshape(-1)
     out = {"boxes": boxes[keep],
            "labels": plain(target.get("labels", torch.zeros(0))).long().reshape(-1)[keep]}
     if masks:
