@@ -6,8 +6,11 @@ table prints, and ``report`` rebuilds the table; the unshrunk smoke runs take mi
 Table IV's run is the issue's learning bar: a tiny Faster R-CNN (ResNet-18, FPN-64, 96 px,
 160 shapes images, 80 steps of 2 images at lr 0.02 after 20 warm-up steps) must reach VOC07
 mAP 40 on 48 test images, within 3 minutes on 2 CPU cores: measured 58-76 over seeds 0-3 in
-33-35 s (load 1), 36-45 s at load 2-3. The others are a BA²M row of each table at ResNet-18,
-FPN-32, 8 training and 4 test images, 4 images per step."""
+33-35 s (load 1), 36-45 s at load 2-3. The others are a BA²M row at ResNet-18, FPN-32, 4
+training and 2 test images, one 4-image step: Table III (RetinaNet, softmax loss) and
+Table XV (Mask R-CNN on COCO files), whose job Table XVI then finds done. Table XIV's Faster
+R-CNN on COCO adds no path (Faster R-CNN: Table IV; COCO box AP: Table XV) and is left to the
+unshrunk smoke runs of docs/detection.md, to keep the suite under its time."""
 
 from __future__ import annotations
 
@@ -21,13 +24,12 @@ from harness.cli import app
 from harness.store.db import ResultsDB
 
 SHRINK = ("--set", "model.arch=resnet18", "--set", "model.fpn_channels=32",
-          "--set", "data.train_size=8", "--set", "data.val_size=4", "--batch-size", "4")
+          "--set", "data.train_size=4", "--set", "data.val_size=2", "--batch-size", "4")
 LEARN = ("--set", "model.arch=resnet18", "--set", "model.fpn_channels=64",
          "--set", "data.train_size=160", "--set", "data.val_size=48", "--batch-size", "2",
          "--set", "train.lr=0.02", "--set", "train.warmup_iters=20")
 #: (suite, --only, settings). Table XV's Mask R-CNN job is Table XVI's too.
 RUNS = (("table3", "method=ba2m", SHRINK), ("table4", "method=baseline", LEARN),
-        ("table14", "backbone=ResNet-50,method=ba2m", SHRINK),
         ("table15", "backbone=ResNet-50,method=ba2m", SHRINK),
         ("table16", "backbone=ResNet-50,method=ba2m", SHRINK))
 
@@ -48,7 +50,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 
 
 @pytest.mark.slow
-def test_each_table_trains_and_stores_every_printed_metric(runs) -> None:
+def test_the_tables_train_and_store_every_printed_metric(runs) -> None:
     tmp, outputs = runs
     with ResultsDB(str(tmp / "db.sqlite"), read_only=True) as db:
         done = db.results_frame()
@@ -62,12 +64,12 @@ def test_each_table_trains_and_stores_every_printed_metric(runs) -> None:
             config = mine["config"].iloc[0]
             assert (config["task"], config["model"]["attention"]) == (
                 "detection", "ba2m" if "ba2m" in only else None)
-    # table15 trained the Mask R-CNN job, table16 found it done: 4 jobs for 5 tables
-    assert len(done) == 4 and "1 completed" in outputs["table16"]
+    # table15 trained the Mask R-CNN job, table16 found it done: 3 jobs for 4 tables
+    assert len(done) == 3 and "1 completed" in outputs["table16"]
     # the shapes set was written under --data-root, once per format, and read from there
     written = sorted(p.name for p in (tmp / "data" / "ba2m-bench-shapes").iterdir())
-    assert written == ["v1-coco-96px-train8-val4", "v1-voc-96px-train160-val48",
-                       "v1-voc-96px-train8-val4"]
+    assert written == ["v1-coco-96px-train4-val2", "v1-voc-96px-train160-val48",
+                       "v1-voc-96px-train4-val2"]
 
 
 @pytest.mark.slow
@@ -93,8 +95,10 @@ def test_report_rebuilds_the_detection_tables(runs) -> None:
     text = (tmp / "report" / "report.md").read_text()
     for table in ("Table III", "Table IV", "Table XIV", "Table XV", "Table XVI"):
         assert table in text
-    # the shrunk runs build ResNet-18s: variants of the BA²M rows, shown and not judged
-    assert text.count("variant (not compared)") == 5 and "AP mask" in text
+    # the runs build ResNet-18s: variants of their rows, shown and not judged (XIV's Faster
+    # R-CNN rows have no run: pending)
+    assert text.count("variant (not compared)") == 4 and "AP mask" in text
+    assert "pending (0/1 seeds)" in text
 
 
 def test_suites_shows_the_detection_tables_runnable() -> None:
