@@ -91,6 +91,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+def refused_in_one_line(tmp_path: Path, invoke: Any, message: str) -> None:
+    """Bad input through the CLI: ``invoke(db)`` (a typer ``Result`` for a database path)
+    exits 2 with one line naming ``message``, no traceback, and the stored rows unchanged."""
+    from harness.store.db import ResultsDB
+
+    db = tmp_path / "db.sqlite"
+    with ResultsDB(str(db)) as rdb:
+        rdb.save_model_stats("m", 1, 2, 3, "fvcore", {})
+        before = rdb.content_hash()
+    out = invoke(db)
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.output, lines
+    with ResultsDB(str(db)) as rdb:
+        assert rdb.content_hash() == before
+
+
 def wait_for_first_epoch(proc: subprocess.Popen, db_path: str, timeout: float = 300) -> None:
     """Wait until the run's first job has recorded an epoch (its checkpoint exists)."""
     from harness.store.db import ResultsDB

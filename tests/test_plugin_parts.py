@@ -21,6 +21,7 @@ from harness.execute.options import RunOptions
 from harness.execute.runner import plan
 from harness.store.db import ResultsDB
 from models import catalogue, plugins, registry, specs
+from tests.conftest import refused_in_one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -194,16 +195,8 @@ BAD_CASES = [
 @pytest.mark.parametrize(("args", "message"), BAD_CASES, ids=[b[1][:28] for b in BAD_CASES])
 def test_bad_parts_are_one_line_and_change_nothing(site: Path, tmp_path: Path,
                                                    args: list[str], message: str) -> None:
-    db = tmp_path / "db.sqlite"
-    with ResultsDB(str(db)) as rdb:
-        rdb.save_model_stats("m", 1, 2, 3, "fvcore", {})
-        before = rdb.content_hash()
-    out = runner.invoke(app, [*args, "--db", str(db)])
-    assert out.exit_code == 2, out.output
-    lines = out.output.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.output, lines
-    with ResultsDB(str(db)) as rdb:
-        assert rdb.content_hash() == before
+    refused_in_one_line(tmp_path, lambda db: runner.invoke(app, [*args, "--db", str(db)]),
+                        message)
 
 
 def _fake_entry_points(monkeypatch: pytest.MonkeyPatch, group: str, name: str,
