@@ -91,3 +91,13 @@ def test_the_audit_refuses_a_detection_suite(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="table4 is a detection suite") as err:
         run_audit(str(tmp_path / "db.sqlite"), str(tmp_path / "results"), suite="table4")
     assert "\n" not in str(err.value)
+
+
+def test_a_step_larger_than_the_training_set_is_refused(tmp_path: Path) -> None:
+    opts = RunOptions(profile="smoke", db_url=str(tmp_path / "db.sqlite"),
+                      results_dir=str(tmp_path / "results"), gpus="none", progress=False,
+                      only="method=baseline", batch_size=2, data_root=str(tmp_path / "data"),
+                      sets=("data.train_size=1", "data.val_size=1"))
+    with pytest.raises(UserError, match="batch size 2 exceeds the 1 training images of shapes"):
+        run_suite("table4", opts)
+    assert not (tmp_path / "db.sqlite").exists()

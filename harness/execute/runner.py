@@ -57,36 +57,26 @@ def count_classes(data: dict[str, Any], opts: RunOptions) -> int:
 
 
 def check_data(jobs: list[Job], opts: RunOptions) -> None:
-    """Open the data once in the driver, so a missing dataset fails before anything runs."""
+    """Open the data once in the driver, so a missing dataset fails before anything runs (a
+    detection job's shapes set is written here, once for every worker)."""
     from harness.training.data import DataError
+    from harness.training.detjob import open_detection_data
     from harness.training.job import open_job_data
 
     runnable = [j for j in jobs if j.unavailable is None]
     if not runnable:
         return
     config = runtime_config(runnable[0].config, opts.data_root, opts.download)
-    if config.get("task") == "detection":
-        _check_detection_data(config)
-        return
+    detection = config.get("task") == "detection"
     try:
-        data = open_job_data(config)
+        data = open_detection_data(config) if detection else open_job_data(config)
     except (DataError, ValueError) as exc:
         raise UserError(str(exc).splitlines()[0]) from None
+    images = len(data.train) if detection else data.train_len  # type: ignore[union-attr]
     biggest = max(j.config["train"]["batch_size"] for j in runnable)
-    if biggest > data.train_len:
-        raise UserError(f"batch size {biggest} exceeds the {data.train_len} training images of "
-                        f"{data.name}; choose a smaller --batch-size")
-
-
-def _check_detection_data(config: dict[str, Any]) -> None:
-    """Open a detection job's data (the shapes set is written here once, for every worker)."""
-    from harness.training.data import DataError
-    from harness.training.detjob import open_detection_data
-
-    try:
-        open_detection_data(config)
-    except (DataError, ValueError) as exc:
-        raise UserError(str(exc).splitlines()[0]) from None
+    if biggest > images:
+        raise UserError(f"batch size {biggest} exceeds the {images} training images of "
+                        f"{config['data']['provider']}; choose a smaller --batch-size")
 
 
 def check_backend(opts: RunOptions) -> None:
